@@ -1,0 +1,75 @@
+"""Immutable statistics snapshot: the sampler writes one per interval, scrapes only read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.model.direction import Direction
+from agent.model.pod import Pod
+from agent.model.status import PodShapingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """One interface's 64-bit counters (IFLA_STATS64) as its own namespace sees them."""
+
+    ifindex: int
+    name: str
+    link_ifindex: int = 0
+    """IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace)."""
+    link_netnsid: int = -1
+    """IFLA_LINK_NETNSID: the peer namespace's id as seen from here (-1 when absent)."""
+    kind: str = ""
+    rx_bytes: int = 0
+    rx_packets: int = 0
+    rx_errors: int = 0
+    rx_dropped: int = 0
+    tx_bytes: int = 0
+    tx_packets: int = 0
+    tx_errors: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QdiscStats:
+    """One qdisc's TCA_STATS2 counters."""
+
+    ifindex: int
+    handle: int
+    parent: int
+    kind: str
+    bytes: int = 0
+    packets: int = 0
+    drops: int = 0
+    overlimits: int = 0
+    requeues: int = 0
+    backlog_bytes: int = 0
+    backlog_packets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionSample:
+    """Statistics of the qdisc that enforces one direction's limit, plus throughput."""
+
+    qdisc: QdiscStats | None
+    throughput_bytes_per_s: float
+    """Mean over the last sample interval, from counter deltas over monotonic time."""
+    peak_bytes_per_s: float
+    """Max of throughput_bytes_per_s over the trailing peak window."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSample:
+    pod: Pod
+    shaping: PodShapingStatus
+    links: tuple[LinkStats, ...]
+    """The pod's interfaces (loopback excluded) from inside its namespace."""
+    directions: dict[Direction, DirectionSample] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    taken_at_monotonic_s: float
+    interval_s: float
+    pods: tuple[PodSample, ...]
+    sample_duration_s: float
