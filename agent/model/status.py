@@ -15,6 +15,8 @@ class DirectionStatus:
     """The parameters in the kernel (state APPLIED) or requested (other states)."""
     device: str = ""
     """Device whose root qdisc holds the limit ("" when none)."""
+    device_in_pod: bool = False
+    """True when `device` lives in the pod's namespace (egress mode `pod`), else in the host's."""
     reason: str = ""
     """Why the state is INVALID, FOREIGN or ERROR, for logs and `podbw pods`."""
 
