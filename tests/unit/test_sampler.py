@@ -1,0 +1,425 @@
+"""Sampler: throughput from counter deltas, peak window, qdisc lookup, vanished namespaces."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.metrics.sampler import JOB_ID, Sampler
+from agent.model.direction import Direction, ShapingState
+from agent.model.handles import PODBW_ROOT_HANDLE, TC_H_ROOT
+from agent.model.health import HealthRecorder
+from agent.model.pod import Pod
+from agent.model.snapshot import LinkStats, QdiscStats, Snapshot
+from agent.model.status import DirectionStatus, PodShapingStatus
+from agent.model.tbf_params import TbfParams
+from agent.netlink.errors import NetlinkError
+from agent.netlink.netns import NetnsGone
+
+PARAMS = TbfParams(rate_bytes_per_s=1_250_000, burst_bytes=125_000, limit_bytes=156_250)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+class FakeSocket:
+    def __init__(self, links: list[LinkStats] | None = None, qdiscs: list[QdiscStats] | None = None):
+        self.links_result = links or []
+        self.qdiscs_result = qdiscs or []
+        self.error: Exception | None = None
+        self.link_calls = 0
+        self.qdisc_calls = 0
+
+    def links(self) -> list[LinkStats]:
+        self.link_calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.links_result)
+
+    def qdiscs(self) -> list[QdiscStats]:
+        self.qdisc_calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.qdiscs_result)
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.sockets: dict[str | None, FakeSocket] = {None: FakeSocket()}
+        self.gone: set[str] = set()
+        self.get_calls: list[str | None] = []
+        self.forgotten: list[str] = []
+        self.retained: list[set[str]] = []
+
+    def get(self, netns_path: str | None) -> FakeSocket:
+        self.get_calls.append(netns_path)
+        if netns_path in self.gone:
+            raise NetnsGone(f"network namespace {netns_path} does not exist")
+        return self.sockets[netns_path]
+
+    def forget(self, netns_path: str) -> None:
+        self.forgotten.append(netns_path)
+
+    def retain(self, paths) -> None:
+        self.retained.append(set(paths))
+
+    def close_all(self) -> None:
+        pass
+
+
+def make_pod(name: str) -> Pod:
+    return Pod(
+        sandbox_id=f"sb-{name}",
+        uid=f"uid-{name}",
+        namespace="default",
+        name=name,
+        netns_path=f"/var/run/netns/{name}",
+    )
+
+
+def lo(rx: int = 0) -> LinkStats:
+    return LinkStats(ifindex=1, name="lo", rx_bytes=rx, tx_bytes=rx)
+
+
+def eth0(rx: int, tx: int, ifindex: int = 2) -> LinkStats:
+    return LinkStats(ifindex=ifindex, name="eth0", link_ifindex=7, link_netnsid=0, kind="veth",
+                     rx_bytes=rx, tx_bytes=tx)
+
+
+def tbf(ifindex: int, handle: int = PODBW_ROOT_HANDLE, parent: int = TC_H_ROOT, **kw) -> QdiscStats:
+    return QdiscStats(ifindex=ifindex, handle=handle, parent=parent, kind="tbf", **kw)
+
+
+class Harness:
+    def __init__(self, *names: str, peak_window_s: float = 60.0) -> None:
+        self.pods = [make_pod(n) for n in names]
+        self.statuses: dict[str, PodShapingStatus] = {}
+        self.pool = FakePool()
+        for pod in self.pods:
+            self.pool.sockets[pod.netns_path] = FakeSocket([lo(), eth0(0, 0)])
+        self.clock = FakeClock()
+        self.health = HealthRecorder()
+        self.sampler = Sampler(
+            pods=lambda: self.pods,
+            shaping=lambda: self.statuses,
+            pool=self.pool,
+            health=self.health,
+            interval_s=1.0,
+            peak_window_s=peak_window_s,
+            clock=self.clock,
+        )
+
+    def socket(self, name: str) -> FakeSocket:
+        return self.pool.sockets[f"/var/run/netns/{name}"]
+
+    def set_counters(self, name: str, rx: int, tx: int, ifindex: int = 2) -> None:
+        self.socket(name).links_result = [lo(rx=10**12), eth0(rx, tx, ifindex)]
+
+    def sample_at(self, t_s: float) -> Snapshot:
+        self.clock.now_s = t_s
+        return self.sampler.sample_once()
+
+
+def by_name(snapshot: Snapshot) -> dict:
+    return {s.pod.name: s for s in snapshot.pods}
+
+
+def rates(snapshot: Snapshot, name: str) -> tuple[float, float]:
+    d = by_name(snapshot)[name].directions
+    return d[Direction.INGRESS].throughput_bytes_per_s, d[Direction.EGRESS].throughput_bytes_per_s
+
+
+def peaks(snapshot: Snapshot, name: str) -> tuple[float, float]:
+    d = by_name(snapshot)[name].directions
+    return d[Direction.INGRESS].peak_bytes_per_s, d[Direction.EGRESS].peak_bytes_per_s
+
+
+def test_throughput_is_counter_delta_over_time_and_first_sample_is_zero() -> None:
+    h = Harness("a")
+    h.set_counters("a", rx=1_000, tx=500)
+    first = h.sample_at(100.0)
+    assert rates(first, "a") == (0.0, 0.0)
+
+    h.set_counters("a", rx=5_000, tx=2_500)
+    second = h.sample_at(102.0)
+    # rx of the pod's own interface is traffic into the pod: ingress.
+    assert rates(second, "a") == (2_000.0, 1_000.0)
+
+
+def test_loopback_is_excluded_from_links_and_throughput() -> None:
+    h = Harness("a")
+    h.set_counters("a", rx=0, tx=0)
+    h.sample_at(1.0)
+    h.socket("a").links_result = [lo(rx=99_999_999), eth0(300, 600)]
+    snap = h.sample_at(2.0)
+    assert [link.name for link in by_name(snap)["a"].links] == ["eth0"]
+    assert rates(snap, "a") == (300.0, 600.0)
+
+
+def test_throughput_sums_all_non_loopback_interfaces() -> None:
+    h = Harness("a")
+    second = LinkStats(ifindex=3, name="net1", rx_bytes=0, tx_bytes=0)
+    h.socket("a").links_result = [lo(), eth0(0, 0), second]
+    h.sample_at(1.0)
+    h.socket("a").links_result = [lo(), eth0(100, 10), LinkStats(3, "net1", rx_bytes=50, tx_bytes=5)]
+    snap = h.sample_at(2.0)
+    assert rates(snap, "a") == (150.0, 15.0)
+    assert [link.name for link in by_name(snap)["a"].links] == ["eth0", "net1"]
+
+
+def test_counter_going_backwards_gives_zero_then_recovers() -> None:
+    h = Harness("a")
+    h.set_counters("a", rx=10_000, tx=10_000)
+    h.sample_at(1.0)
+    h.set_counters("a", rx=100, tx=20_000)  # rx reset (interface replaced), tx moved on
+    snap = h.sample_at(2.0)
+    assert rates(snap, "a") == (0.0, 10_000.0)
+    h.set_counters("a", rx=600, tx=20_000)
+    snap = h.sample_at(3.0)
+    assert rates(snap, "a") == (500.0, 0.0)
+
+
+def test_replaced_interface_gives_zero_not_an_absurd_rate() -> None:
+    h = Harness("a")
+    h.set_counters("a", rx=0, tx=0, ifindex=2)
+    h.sample_at(1.0)
+    # A new eth0 whose counters are far higher: the sums are not comparable.
+    h.set_counters("a", rx=10**12, tx=10**12, ifindex=5)
+    snap = h.sample_at(2.0)
+    assert rates(snap, "a") == (0.0, 0.0)
+    h.set_counters("a", rx=10**12 + 1_000, tx=10**12, ifindex=5)
+    assert rates(h.sample_at(3.0), "a") == (1_000.0, 0.0)
+
+
+def test_peak_is_max_over_trailing_window_and_expires() -> None:
+    h = Harness("a", peak_window_s=10.0)
+    rx = 0
+    h.set_counters("a", rx=rx, tx=0)
+    h.sample_at(0.0)
+    # Second 1: a burst of 9000 B/s, then 100 B/s for a while.
+    for t_s, delta in [(1.0, 9_000), (2.0, 100), (3.0, 100)]:
+        rx += delta
+        h.set_counters("a", rx=rx, tx=0)
+        snap = h.sample_at(t_s)
+    assert rates(snap, "a") == (100.0, 0.0)
+    assert peaks(snap, "a") == (9_000.0, 0.0)
+
+    rx += 100
+    h.set_counters("a", rx=rx, tx=0)
+    snap = h.sample_at(11.0)  # burst at t=1 is exactly 10 s old: still inside the window
+    assert peaks(snap, "a")[0] == 9_000.0
+    rx += 100
+    h.set_counters("a", rx=rx, tx=0)
+    snap = h.sample_at(12.0)  # now older than the window
+    # The burst is now older than the window; the rest (100 B/s at t=2, 3 and 12, 12.5 B/s at
+    # t=11 after 100 B over 8 s) remains.
+    assert rates(snap, "a") == (100.0, 0.0)
+    assert peaks(snap, "a")[0] == 100.0
+
+
+def test_peak_never_below_current_throughput() -> None:
+    h = Harness("a", peak_window_s=5.0)
+    h.set_counters("a", rx=0, tx=0)
+    h.sample_at(0.0)
+    h.set_counters("a", rx=0, tx=4_000)
+    snap = h.sample_at(1.0)
+    assert peaks(snap, "a") == (0.0, 4_000.0)
+    h.set_counters("a", rx=0, tx=12_000)
+    snap = h.sample_at(2.0)
+    assert peaks(snap, "a") == (0.0, 8_000.0)
+
+
+def test_vanished_namespace_left_out_of_this_snapshot_only() -> None:
+    h = Harness("a", "b", "c")
+    for name in "abc":
+        h.set_counters(name, rx=0, tx=0)
+    h.sample_at(1.0)
+
+    h.pool.gone.add("/var/run/netns/b")
+    h.socket("c").error = NetlinkError("dump failed", errno=19)
+    for name in "abc":
+        h.set_counters(name, rx=1_000, tx=1_000)
+    snap = h.sample_at(2.0)
+    assert list(by_name(snap)) == ["a"]
+    assert rates(snap, "a") == (1_000.0, 1_000.0)
+    assert h.pool.forgotten == ["/var/run/netns/b", "/var/run/netns/c"]
+
+    # Back again: the namespaces are sampled, and their rate spans both intervals.
+    h.pool.gone.clear()
+    h.socket("c").error = None
+    for name in "abc":
+        h.set_counters(name, rx=3_000, tx=3_000)
+    snap = h.sample_at(3.0)
+    assert list(by_name(snap)) == ["a", "b", "c"]
+    assert rates(snap, "a") == (2_000.0, 2_000.0)
+    assert rates(snap, "b") == (1_500.0, 1_500.0)
+
+
+def test_pod_that_left_discovery_loses_its_state() -> None:
+    h = Harness("a", "b")
+    h.set_counters("b", rx=0, tx=0)
+    h.sample_at(1.0)
+    pod_b = h.pods.pop()
+    snap = h.sample_at(2.0)
+    assert list(by_name(snap)) == ["a"]
+    h.pods.append(pod_b)
+    h.set_counters("b", rx=50_000, tx=50_000)
+    snap = h.sample_at(3.0)
+    # A returning pod starts afresh: no rate across its absence.
+    assert rates(snap, "b") == (0.0, 0.0)
+
+
+def test_retain_is_called_with_current_namespaces_every_pass() -> None:
+    h = Harness("a", "b")
+    h.sample_at(1.0)
+    h.pods.pop()
+    h.sample_at(2.0)
+    assert h.pool.retained == [
+        {"/var/run/netns/a", "/var/run/netns/b"},
+        {"/var/run/netns/a"},
+    ]
+
+
+def shaped_status(pod: Pod) -> PodShapingStatus:
+    return PodShapingStatus(
+        sandbox_id=pod.sandbox_id,
+        host_interface="veth-a",
+        pod_ifindex=2,
+        directions={
+            Direction.INGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS, "veth-a", False),
+            Direction.EGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS, "eth0", True),
+        },
+    )
+
+
+def test_enforcing_qdisc_found_on_host_and_pod_devices() -> None:
+    h = Harness("a")
+    pod = h.pods[0]
+    h.statuses[pod.sandbox_id] = shaped_status(pod)
+    host = h.pool.sockets[None]
+    host.links_result = [lo(), LinkStats(7, "veth-a"), LinkStats(8, "veth-other")]
+    host_tbf = tbf(7, bytes=111, drops=3, backlog_bytes=1500, backlog_packets=1)
+    host.qdiscs_result = [
+        tbf(8, bytes=999),  # another pod's device
+        QdiscStats(ifindex=7, handle=0xFFFF0000, parent=0xFFFFFFF1, kind="ingress"),
+        host_tbf,
+    ]
+    pod_tbf = tbf(2, bytes=222, overlimits=4)
+    h.socket("a").qdiscs_result = [
+        QdiscStats(ifindex=1, handle=0, parent=TC_H_ROOT, kind="noqueue"),
+        QdiscStats(ifindex=2, handle=0x1, parent=PODBW_ROOT_HANDLE + 1, kind="bfifo"),  # child
+        pod_tbf,
+    ]
+    snap = h.sample_at(1.0)
+    directions = by_name(snap)["a"].directions
+    assert directions[Direction.INGRESS].qdisc == host_tbf
+    assert directions[Direction.EGRESS].qdisc == pod_tbf
+    assert by_name(snap)["a"].shaping == h.statuses[pod.sandbox_id]
+
+
+def test_foreign_or_missing_qdisc_is_not_reported() -> None:
+    h = Harness("a")
+    pod = h.pods[0]
+    h.statuses[pod.sandbox_id] = shaped_status(pod)
+    h.pool.sockets[None].links_result = [LinkStats(7, "veth-a")]
+    h.pool.sockets[None].qdiscs_result = [tbf(7, handle=0x10000)]  # someone else's 1:
+    h.socket("a").qdiscs_result = [tbf(2, parent=0x10001)]  # ours, but not at the root
+    snap = h.sample_at(1.0)
+    directions = by_name(snap)["a"].directions
+    assert directions[Direction.INGRESS].qdisc is None
+    assert directions[Direction.EGRESS].qdisc is None
+
+
+def test_host_namespace_dumped_once_per_pass_and_only_when_needed() -> None:
+    h = Harness("a", "b")
+    h.sample_at(1.0)
+    assert None not in h.pool.get_calls  # nothing shaped on host devices
+    assert h.socket("a").qdisc_calls == 0  # nor in the pods
+
+    for pod in h.pods:
+        h.statuses[pod.sandbox_id] = shaped_status(pod)
+    h.pool.get_calls.clear()
+    h.sample_at(2.0)
+    assert h.pool.get_calls.count(None) == 1
+    assert h.pool.sockets[None].qdisc_calls == 1
+    assert h.socket("a").qdisc_calls == 1
+
+
+def test_host_namespace_failure_keeps_pods_sampled() -> None:
+    h = Harness("a")
+    h.statuses[h.pods[0].sandbox_id] = shaped_status(h.pods[0])
+    h.pool.sockets[None].error = NetlinkError("host dump failed")
+    h.socket("a").qdiscs_result = [tbf(2)]
+    snap = h.sample_at(1.0)
+    directions = by_name(snap)["a"].directions
+    assert directions[Direction.INGRESS].qdisc is None
+    assert directions[Direction.EGRESS].qdisc == tbf(2)
+
+
+def test_unshaped_pod_gets_default_status_and_both_directions() -> None:
+    h = Harness("a")
+    snap = h.sample_at(1.0)
+    sample = by_name(snap)["a"]
+    assert sample.shaping == PodShapingStatus("sb-a")
+    assert set(sample.directions) == {Direction.INGRESS, Direction.EGRESS}
+    assert all(d.qdisc is None for d in sample.directions.values())
+
+
+def test_latest_snapshot_and_health_are_published() -> None:
+    h = Harness("a")
+    assert h.sampler.latest is None
+    first = h.sample_at(5.0)
+    assert h.sampler.latest is first
+    second = h.sample_at(6.0)
+    assert h.sampler.latest is second and second is not first
+    assert second.interval_s == 1.0
+    assert second.taken_at_monotonic_s == 6.0
+    health = h.health.data()
+    assert health.sample_duration.count == 2
+    assert health.last_sample_monotonic_s == 6.0
+
+
+class FakeScheduler:
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict] = {}
+
+    def add_job(self, func, trigger, **kwargs) -> None:
+        self.jobs[kwargs["id"]] = {"func": func, "trigger": trigger, **kwargs}
+
+    def remove_job(self, job_id: str) -> None:
+        del self.jobs[job_id]
+
+
+def test_start_adds_a_single_instance_coalescing_interval_job_and_stop_removes_it() -> None:
+    h = Harness("a")
+    scheduler = FakeScheduler()
+    h.sampler.start(scheduler)  # type: ignore[arg-type]
+    job = scheduler.jobs[JOB_ID]
+    assert job["trigger"] == "interval"
+    assert job["seconds"] == 1.0
+    assert job["max_instances"] == 1
+    assert job["coalesce"] is True
+    assert job["misfire_grace_time"] >= 1
+    job["func"]()  # the job body runs one pass
+    assert h.sampler.latest is not None
+    h.sampler.stop()
+    assert scheduler.jobs == {}
+    h.sampler.stop()  # idempotent
+
+
+def test_job_body_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture) -> None:
+    h = Harness("a")
+    h.socket("a").error = RuntimeError("bug")
+    scheduler = FakeScheduler()
+    h.sampler.start(scheduler)  # type: ignore[arg-type]
+    scheduler.jobs[JOB_ID]["func"]()
+    assert "sample pass failed" in caplog.text
+
+
+def test_invalid_settings_are_rejected() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Sampler(lambda: [], lambda: {}, FakePool(), HealthRecorder(), interval_s=0)  # type: ignore[arg-type]
