@@ -1,0 +1,239 @@
+"""TBF parameters from a rate (and optional burst and latency): defaults, floors, kernel limits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.model.tbf import (
+    DEFAULT_BURST_TIME_US,
+    DEFAULT_LATENCY_US,
+    MAX_BUCKET_TIME_US,
+    MAX_BURST_BYTES,
+    MAX_LIMIT_BYTES,
+    MAX_RATE_BYTES_PER_S,
+    MIN_BURST_BYTES,
+    TbfError,
+    latency_us_of,
+    tbf_params,
+)
+from agent.model.tbf_params import TbfParams
+
+PROPERTY = settings(max_examples=300, deadline=None)
+
+
+def test_constants() -> None:
+    assert DEFAULT_BURST_TIME_US == 4000
+    assert MIN_BURST_BYTES == 3028
+    assert DEFAULT_LATENCY_US == 2000
+    assert MAX_RATE_BYTES_PER_S == 4_294_967_295
+    assert MAX_BUCKET_TIME_US == 60_000_000
+    assert MAX_LIMIT_BYTES == 4_294_967_295
+    assert MAX_BURST_BYTES == 4_294_967_295
+
+
+DEFAULTS = [
+    # rate bit/s, rate B/s, burst = max(4 ms of rate, 3028 B), limit = burst + max(2 ms, 1514 B)
+    (10**6, 125_000, 3028, 3028 + 1514),  # 4 ms = 500 B and 2 ms = 250 B: both floors apply
+    (10**7, 1_250_000, 5000, 5000 + 2500),
+    (10**8, 12_500_000, 50_000, 50_000 + 25_000),
+    (10**9, 125_000_000, 500_000, 500_000 + 250_000),
+    (10**10, 1_250_000_000, 5_000_000, 5_000_000 + 2_500_000),
+    (1000, 125, 3028, 3028 + 1514),  # the smallest rate the annotations accept
+    (6_056_000, 757_000, 3028, 3028 + 1514),  # 4 ms of rate is exactly the floor
+    (6_056_008, 757_001, 3029, 3029 + 1515),  # just above: both rounded up
+    (1001, 126, 3028, 3028 + 1514),  # bits/8 rounded up
+]
+
+
+@pytest.mark.parametrize(("rate_bits", "rate_bytes", "burst", "limit"), DEFAULTS)
+def test_default_burst_and_limit(rate_bits: int, rate_bytes: int, burst: int, limit: int) -> None:
+    assert tbf_params(rate_bits) == TbfParams(rate_bytes, burst, limit)
+
+
+def test_rate_just_below_and_at_the_32_bit_limit() -> None:
+    top = tbf_params(8 * MAX_RATE_BYTES_PER_S)
+    assert top.rate_bytes_per_s == MAX_RATE_BYTES_PER_S
+    assert top.burst_bytes == 17_179_870  # ceil(4294967295 * 4 / 1000)
+    assert top.limit_bytes == top.burst_bytes + 8_589_935  # ceil(4294967295 * 2 / 1000)
+    assert tbf_params(8 * MAX_RATE_BYTES_PER_S - 1).rate_bytes_per_s == MAX_RATE_BYTES_PER_S
+
+
+@pytest.mark.parametrize("rate_bits", [8 * MAX_RATE_BYTES_PER_S + 1, 8 * 2**32, 10**15])
+def test_rate_above_the_32_bit_limit_is_rejected_clearly(rate_bits: int) -> None:
+    with pytest.raises(TbfError, match=r"32-bit rate limit .*34\.36 Gbit/s") as info:
+        tbf_params(rate_bits)
+    assert info.value.field == "rate"
+
+
+@pytest.mark.parametrize("rate_bits", [0, -1, -(10**9), True, 1.5, 10.0**7, "10M", None])
+def test_rate_must_be_a_positive_int(rate_bits: object) -> None:
+    with pytest.raises(TbfError, match="rate must be a positive integer") as info:
+        tbf_params(rate_bits)  # type: ignore[arg-type]
+    assert info.value.field == "rate"
+
+
+EXPLICIT_BURSTS = [
+    # rate bit/s, burst bits, burst bytes
+    (10**8, 1514 * 8, 1514),  # one full frame: the smallest allowed
+    (10**8, 1513 * 8 + 1, 1514),  # rounded up to whole bytes
+    (10**8, 10**6, 125_000),
+    (10**9, 8 * 10**6, 10**6),
+    (10**6, 8 * 1600, 1600),  # below the default's two-frame floor is allowed explicitly
+]
+
+
+@pytest.mark.parametrize(("rate_bits", "burst_bits", "burst_bytes"), EXPLICIT_BURSTS)
+def test_explicit_burst(rate_bits: int, burst_bits: int, burst_bytes: int) -> None:
+    params = tbf_params(rate_bits, burst_bits=burst_bits)
+    assert params.burst_bytes == burst_bytes
+    queue = max(-(-params.rate_bytes_per_s * DEFAULT_LATENCY_US // 10**6), 1514)
+    assert params.limit_bytes == burst_bytes + queue
+
+
+@pytest.mark.parametrize("burst_bits", [1513 * 8, 8, 1000, 12_000])
+def test_burst_below_one_full_frame_is_rejected(burst_bits: int) -> None:
+    with pytest.raises(TbfError, match="below one full frame .*drop every full-size packet") as info:
+        tbf_params(10**8, burst_bits=burst_bits)
+    assert info.value.field == "burst"
+
+
+@pytest.mark.parametrize("burst_bits", [0, -8, True, 12112.0, "12k"])
+def test_burst_must_be_a_positive_int(burst_bits: object) -> None:
+    with pytest.raises(TbfError, match="burst must be a positive integer") as info:
+        tbf_params(10**8, burst_bits=burst_bits)  # type: ignore[arg-type]
+    assert info.value.field == "burst"
+
+
+def test_burst_above_u32_bytes_is_rejected() -> None:
+    # CRI-O's 2^32*8-1 bits is 2^32 bytes rounded up: one more than the kernel holds.
+    with pytest.raises(TbfError, match="above the kernel's u32 limit") as info:
+        tbf_params(8 * MAX_RATE_BYTES_PER_S, burst_bits=2**32 * 8 - 1)
+    assert info.value.field == "burst"
+
+
+def test_bucket_time_limit_is_inclusive() -> None:
+    # 1 kbit/s = 125 B/s: 60 s of it is 7500 bytes.
+    assert tbf_params(1000, burst_bits=7500 * 8).burst_bytes == 7500
+    with pytest.raises(TbfError, match="more than 60 s to refill") as info:
+        tbf_params(1000, burst_bits=7501 * 8)
+    assert info.value.field == "burst"
+
+
+def test_default_burst_never_exceeds_the_bucket_time() -> None:
+    # The two-frame floor at the lowest accepted rate is 24 s of tokens: still allowed.
+    assert tbf_params(1000).burst_bytes == MIN_BURST_BYTES
+
+
+def test_rate_too_low_for_the_default_burst_blames_the_rate() -> None:
+    # 9 bit/s = 2 B/s: two frames take 1514 s. Below the annotations' 1k minimum.
+    with pytest.raises(TbfError, match="more than 60 s to refill") as info:
+        tbf_params(9)
+    assert info.value.field == "rate"
+
+
+EXPLICIT_LATENCIES = [
+    # rate bit/s, latency us, limit - burst
+    (10**8, 5000, 62_500),
+    (10**8, 1, 1514),  # the queue always holds one full frame
+    (10**8, 0, 1514),
+    (10**9, 10_000_000, 1_250_000_000),
+    (10**7, 1234, 1543),  # ceil(1_250_000 * 1234 / 1e6) = ceil(1542.5)
+]
+
+
+@pytest.mark.parametrize(("rate_bits", "latency_us", "queue_bytes"), EXPLICIT_LATENCIES)
+def test_explicit_latency(rate_bits: int, latency_us: int, queue_bytes: int) -> None:
+    params = tbf_params(rate_bits, latency_us=latency_us)
+    assert params.limit_bytes - params.burst_bytes == queue_bytes
+    assert params.burst_bytes == tbf_params(rate_bits).burst_bytes
+
+
+def test_explicit_burst_and_latency_together() -> None:
+    assert tbf_params(10**8, burst_bits=8 * 20_000, latency_us=4000) == TbfParams(
+        12_500_000, 20_000, 20_000 + 50_000
+    )
+
+
+@pytest.mark.parametrize("latency_us", [-1, True, 2.0, "2ms"])
+def test_latency_must_be_a_non_negative_int(latency_us: object) -> None:
+    with pytest.raises(TbfError, match="latency must be a non-negative integer") as info:
+        tbf_params(10**8, latency_us=latency_us)  # type: ignore[arg-type]
+    assert info.value.field == "latency"
+
+
+def test_limit_above_u32_bytes_blames_the_latency() -> None:
+    # 4294967295 B/s for 2 s: 8.6 GB of queue.
+    with pytest.raises(TbfError, match="queue limit .* above the kernel's u32 limit") as info:
+        tbf_params(8 * MAX_RATE_BYTES_PER_S, latency_us=2_000_000)
+    assert info.value.field == "latency"
+    # Right at the edge: burst + queue == 2^32 - 1 is allowed.
+    rate_bytes = 10**9
+    burst_bytes = 4 * 10**6
+    queue_bytes = MAX_LIMIT_BYTES - burst_bytes
+    latency_us = queue_bytes * 10**6 // rate_bytes  # rate * latency rounds up to at most queue
+    params = tbf_params(8 * rate_bytes, latency_us=latency_us)
+    assert params.limit_bytes <= MAX_LIMIT_BYTES
+    with pytest.raises(TbfError):
+        tbf_params(8 * rate_bytes, latency_us=latency_us + 1)
+
+
+def test_limit_above_u32_bytes_blames_an_explicit_burst_with_default_latency() -> None:
+    with pytest.raises(TbfError, match="queue limit") as info:
+        tbf_params(8 * MAX_RATE_BYTES_PER_S, burst_bits=8 * MAX_BURST_BYTES)
+    assert info.value.field == "burst"
+
+
+def test_tbf_error_is_a_value_error() -> None:
+    assert issubclass(TbfError, ValueError)
+
+
+LATENCIES_OF = [
+    (TbfParams(1_250_000, 5000, 7500), 2000),
+    (TbfParams(125_000, 3028, 4542), 12_112),  # the one-frame queue floor at 1 Mbit/s
+    (TbfParams(3, 10, 11), 333_334),  # rounded up
+    (TbfParams(1000, 10, 10), 0),
+    (TbfParams(1000, 10, 5), 0),  # never negative
+]
+
+
+@pytest.mark.parametrize(("params", "latency_us"), LATENCIES_OF)
+def test_latency_us_of(params: TbfParams, latency_us: int) -> None:
+    assert latency_us_of(params) == latency_us
+
+
+@pytest.mark.parametrize("rate", [0, -1])
+def test_latency_of_a_rate_of_zero_is_an_error(rate: int) -> None:
+    with pytest.raises(TbfError, match="rate must be positive"):
+        latency_us_of(TbfParams(rate, 3028, 5000))
+
+
+@PROPERTY
+@given(
+    rate_bits=st.integers(1, 8 * MAX_RATE_BYTES_PER_S + 100),
+    burst_bits=st.none() | st.integers(1, 2**36),
+    latency_us=st.none() | st.integers(0, 20_000_000),
+)
+def test_params_are_always_kernel_safe_or_an_error(
+    rate_bits: int, burst_bits: int | None, latency_us: int | None
+) -> None:
+    try:
+        params = tbf_params(rate_bits, burst_bits, latency_us)
+    except TbfError as exc:
+        assert exc.field in ("rate", "burst", "latency")
+        return
+    assert params.rate_bytes_per_s * 8 >= rate_bits > (params.rate_bytes_per_s - 1) * 8
+    assert 1514 <= params.burst_bytes <= MAX_BURST_BYTES
+    assert params.burst_bytes + 1514 <= params.limit_bytes <= MAX_LIMIT_BYTES
+    assert params.burst_bytes * 10**6 <= MAX_BUCKET_TIME_US * params.rate_bytes_per_s
+    if burst_bits is None:
+        assert params.burst_bytes >= MIN_BURST_BYTES
+    # The latency form covers at least the limit (an adapter passing it loses nothing) and is
+    # the requested latency up to rounding.
+    latency = latency_us_of(params)
+    assert params.rate_bytes_per_s * latency >= (params.limit_bytes - params.burst_bytes) * 10**6
+    requested = DEFAULT_LATENCY_US if latency_us is None else latency_us
+    assert latency >= requested
+    if params.limit_bytes - params.burst_bytes > 1514:
+        assert latency <= requested + -(-(10**6) // params.rate_bytes_per_s)
