@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(iproute2 containernetworking-plugins iperf3 prometheus prometheus-node-exporter)
+SYSTEM_PACKAGES=(iproute2 iputils-ping util-linux containernetworking-plugins iperf3 prometheus prometheus-node-exporter)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
