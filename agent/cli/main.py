@@ -16,8 +16,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from agent.cli import lab_cmd
+    from agent.cli import lab_cmd, pods_cmd, run_cmd
 
+    run_cmd.register(sub)
+    pods_cmd.register(sub)
     lab_cmd.register(sub)
     return parser
 

@@ -378,7 +378,9 @@ def plain_server(short_dir: Path, request: pytest.FixtureRequest) -> Iterator[Pa
 
 @pytest.mark.parametrize(
     ("plain_server", "expected"),
-    [("close", CriUnavailable), ("silent", CriUnavailable), ("http1", CriNotCri)],
+    # An HTTP/1 peer that answers and closes races gRPC's own write: either its answer is read
+    # (not CRI) or the write hits the closed socket first (unavailable). Both are clear errors.
+    [("close", CriUnavailable), ("silent", CriUnavailable), ("http1", (CriNotCri, CriUnavailable))],
     indirect=["plain_server"],
 )
 def test_plain_socket_server_gives_cri_error_not_a_hang(plain_server: Path, expected: type) -> None:

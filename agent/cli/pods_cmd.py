@@ -1,0 +1,100 @@
+"""`podbw pods`: discover once and print the node's pods with their interfaces and annotations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
+from agent.discovery.discovery import Discovery, DiscoverySettings
+from agent.discovery.registry import PodRegistry
+from agent.model.annotations import EGRESS_BANDWIDTH, INGRESS_BANDWIDTH
+from agent.model.health import HealthRecorder
+from agent.model.pod import Pod
+from agent.netlink.tc import NetnsTc, TcError
+from agent.shaping.devices import find_pod_devices
+
+
+@dataclass(frozen=True)
+class PodRow:
+    namespace: str
+    name: str
+    uid: str
+    sandbox_id: str
+    netns: str
+    host_interface: str
+    ip: str
+    ingress_bandwidth: str
+    egress_bandwidth: str
+    source: str
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("pods", help="list the pods discovered on this node")
+    add_discovery_flags(parser)
+    add_flag(parser, "--output", "table", "output format", choices=["table", "json"])
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = PodRegistry()
+    settings = DiscoverySettings(
+        cri_endpoint=cri_endpoint(args.cri_endpoint), netns_dir=args.netns_dir, cri_timeout_s=float(args.cri_timeout)
+    )
+    discovery = Discovery(registry, settings, HealthRecorder())
+    discovery.resync()
+    ready, reason = discovery.ready()
+    if not ready:
+        print(f"podbw pods: {reason}", file=sys.stderr)
+        return 1
+    rows = [describe(pod) for pod in sorted(registry.pods(), key=lambda p: (p.namespace, p.name))]
+    if args.output == "json":
+        json.dump([asdict(row) for row in rows], sys.stdout, indent=2)
+        print()
+    else:
+        print_table(rows)
+    return 0
+
+
+def describe(pod: Pod) -> PodRow:
+    host_interface, ip = "", pod.ip
+    try:
+        with NetnsTc(None) as host, NetnsTc(pod.netns_path) as pod_tc:
+            devices = find_pod_devices(pod_tc, host)
+            host_interface = devices.host_ifname
+            ip = ip or pod_tc.first_ipv4(devices.pod_ifindex)
+    except TcError:
+        pass  # shown as empty: the pod is being created or torn down
+    return PodRow(
+        namespace=pod.namespace,
+        name=pod.name,
+        uid=pod.uid,
+        sandbox_id=pod.sandbox_id,
+        netns=pod.netns_path,
+        host_interface=host_interface,
+        ip=ip,
+        ingress_bandwidth=pod.annotations.get(INGRESS_BANDWIDTH, ""),
+        egress_bandwidth=pod.annotations.get(EGRESS_BANDWIDTH, ""),
+        source=pod.source,
+    )
+
+
+def print_table(rows: list[PodRow]) -> None:
+    header = ("POD", "UID", "NETNS", "HOST VETH", "IP", "INGRESS", "EGRESS")
+    lines = [header] + [
+        (
+            f"{row.namespace}/{row.name}" if row.namespace else row.name,
+            row.uid or "-",
+            row.netns,
+            row.host_interface or "-",
+            row.ip or "-",
+            row.ingress_bandwidth or "-",
+            row.egress_bandwidth or "-",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())

@@ -1,0 +1,33 @@
+import pytest
+
+from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
+from agent.model.ownership import Owner, classify_root, ifb_name
+
+
+@pytest.mark.parametrize(
+    ("kind", "handle", "owner"),
+    [
+        (None, 0, Owner.DEFAULT),
+        ("noqueue", 0, Owner.DEFAULT),
+        ("pfifo_fast", 0, Owner.DEFAULT),
+        ("mq", 0x80010000, Owner.DEFAULT),
+        ("tbf", PODBW_ROOT_HANDLE, Owner.PODBW),
+        ("tbf", 0x10000, Owner.FOREIGN),  # the CNI bandwidth plugin's 1:
+        ("htb", 0x10000, Owner.FOREIGN),
+        ("tbf", 0x80020000, Owner.FOREIGN),  # `tc qdisc add ... root tbf` without a handle
+        ("pfifo", 0x50630000, Owner.FOREIGN),
+    ],
+)
+def test_classify_root(kind: str | None, handle: int, owner: Owner) -> None:
+    assert classify_root(kind, handle) is owner
+
+
+def test_ifb_name_is_stable_short_and_prefixed() -> None:
+    name = ifb_name("a" * 64)
+    assert name == ifb_name("a" * 64) and name.startswith("podbw") and len(name) == 15
+    assert ifb_name("b" * 64) != name
+
+
+def test_format_handle() -> None:
+    assert format_handle(PODBW_ROOT_HANDLE) == "5062:"
+    assert format_handle(0x10001) == "1:1"
