@@ -1,0 +1,258 @@
+"""Traffic-control operations in one network namespace, over pyroute2.
+
+The shaping layer decides *what* should be in the kernel; this module only reads and writes
+qdiscs, filters and ifb devices, translating pyroute2's errors into TcError with context.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute, protocols
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
+
+from agent.model.handles import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT
+from agent.model.tbf_params import TbfParams
+
+REDIRECT_FILTER_PRIO = 0x5062
+"""Preference of podbw's ifb redirect filter: marks it as podbw's on the shared ingress qdisc."""
+
+
+class TcError(Exception):
+    """A traffic-control operation failed; the message names namespace, device and operation."""
+
+
+class DeviceGone(TcError):
+    """The device (or its namespace) disappeared: the pod is going away."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    index: int
+    name: str
+    kind: str
+    link_index: int
+    """IFLA_LINK: a veth's peer ifindex (in the peer's namespace); 0 when absent."""
+    link_netnsid: int
+    """IFLA_LINK_NETNSID; -1 when the peer is in this namespace or absent."""
+
+
+@dataclass(frozen=True, slots=True)
+class TbfKernelParams:
+    rate_bytes_per_s: int
+    buffer_ticks: int
+    """The bucket as TBF stores it: transmit time of the burst at rate, in psched ticks."""
+    limit_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class QdiscInfo:
+    kind: str
+    handle: int
+    parent: int
+    tbf: TbfKernelParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FilterInfo:
+    prio: int
+    kind: str
+    redirect_ifindex: int
+    """Target of a mirred redirect action; 0 when the filter has none."""
+
+
+def expected_tbf(params: TbfParams) -> TbfKernelParams:
+    """What the kernel reports back after podbw applied `params` (for drift detection)."""
+    return TbfKernelParams(
+        rate_bytes_per_s=params.rate_bytes_per_s,
+        buffer_ticks=calc_xmittime(params.rate_bytes_per_s, params.burst_bytes),
+        limit_bytes=params.limit_bytes,
+    )
+
+
+class NetnsTc:
+    """pyroute2 handle bound to one namespace (None: the agent's own, i.e. the host's)."""
+
+    def __init__(self, netns_path: str | None) -> None:
+        self.netns_path = netns_path
+        self._where = netns_path or "host"
+        try:
+            # flags=0: never create a namespace that vanished (pyroute2's default would).
+            self._ipr = IPRoute(netns=netns_path, flags=0) if netns_path else IPRoute()
+        except FileNotFoundError as err:
+            raise DeviceGone(f"netns {netns_path}: gone") from err
+        except OSError as err:
+            raise TcError(f"netns {netns_path}: cannot open netlink: {err}") from err
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> "NetnsTc":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NetlinkError as err:
+            if err.code in (errno.ENODEV, errno.ENXIO):
+                raise DeviceGone(f"{self._where}: {what}: device gone") from err
+            raise TcError(f"{self._where}: {what}: {os_strerror(err.code)}") from err
+        except (OSError, ValueError) as err:
+            raise TcError(f"{self._where}: {what}: {err}") from err
+
+    # ---- links ----------------------------------------------------------------------------
+    def links(self) -> list[LinkInfo]:
+        result = []
+        for msg in self._call("list links", self._ipr.get_links):
+            linkinfo = msg.get("IFLA_LINKINFO")
+            kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else None
+            netnsid = msg.get("IFLA_LINK_NETNSID")
+            result.append(
+                LinkInfo(
+                    index=msg["index"],
+                    name=msg.get("IFLA_IFNAME") or "",
+                    kind=kind or "",
+                    link_index=msg.get("IFLA_LINK") or 0,
+                    link_netnsid=-1 if netnsid is None else int(netnsid),
+                )
+            )
+        return result
+
+    def link_by_index(self, index: int) -> LinkInfo | None:
+        for link in self.links():
+            if link.index == index:
+                return link
+        return None
+
+    def link_by_name(self, name: str) -> LinkInfo | None:
+        for link in self.links():
+            if link.name == name:
+                return link
+        return None
+
+    def add_ifb(self, name: str) -> int:
+        self._call(f"create ifb {name}", self._ipr.link, "add", ifname=name, kind="ifb")
+        link = self.link_by_name(name)
+        if link is None:
+            raise DeviceGone(f"{self._where}: ifb {name} vanished after creation")
+        self._call(f"set {name} up", self._ipr.link, "set", index=link.index, state="up")
+        return link.index
+
+    def delete_link(self, index: int, name: str) -> None:
+        try:
+            self._call(f"delete {name}", self._ipr.link, "del", index=index)
+        except DeviceGone:
+            pass  # already gone is what we wanted
+
+    def first_ipv4(self, index: int) -> str:
+        """The first IPv4 address on a device ("" when none), for display only."""
+        for msg in self._call(f"list addresses of ifindex {index}", self._ipr.get_addr, family=2, index=index):
+            address = msg.get("IFA_ADDRESS")
+            if address:
+                return str(address)
+        return ""
+
+    # ---- qdiscs ---------------------------------------------------------------------------
+    def qdiscs(self, index: int) -> list[QdiscInfo]:
+        result = []
+        for msg in self._call(f"list qdiscs of ifindex {index}", self._ipr.get_qdiscs, index):
+            if msg["index"] != index:
+                continue
+            kind = msg.get("TCA_KIND") or ""
+            tbf = None
+            if kind == "tbf":
+                parms = msg.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS")
+                if parms is not None:
+                    tbf = TbfKernelParams(parms["rate"], parms["buffer"], parms["limit"])
+            result.append(QdiscInfo(kind=kind, handle=msg["handle"], parent=msg["parent"], tbf=tbf))
+        return result
+
+    def root_qdisc(self, index: int) -> QdiscInfo | None:
+        for qdisc in self.qdiscs(index):
+            if qdisc.parent == TC_H_ROOT:
+                return qdisc
+        return None
+
+    def ingress_qdisc(self, index: int) -> QdiscInfo | None:
+        for qdisc in self.qdiscs(index):
+            if qdisc.parent == TC_H_INGRESS:
+                return qdisc
+        return None
+
+    def replace_tbf(self, index: int, handle: int, params: TbfParams, device: str) -> None:
+        self._call(
+            f"replace tbf on {device}",
+            self._ipr.tc,
+            "replace",
+            "tbf",
+            index,
+            handle,
+            rate=params.rate_bytes_per_s,
+            burst=params.burst_bytes,
+            limit=params.limit_bytes,
+        )
+
+    def delete_root(self, index: int, handle: int, device: str) -> None:
+        try:
+            self._call(f"delete root qdisc of {device}", self._ipr.tc, "del", index=index, handle=handle, parent=TC_H_ROOT)
+        except DeviceGone:
+            pass
+
+    # ---- ingress redirect (egress mode ifb) -------------------------------------------------
+    def ingress_filters(self, index: int) -> list[FilterInfo]:
+        result = []
+        for msg in self._call(f"list ingress filters of ifindex {index}", self._ipr.get_filters, index, parent=INGRESS_HANDLE):
+            options = msg.get("TCA_OPTIONS")
+            if options is None or options.get("TCA_U32_DIVISOR") is not None:
+                continue  # the per-prio header and u32's hash-table node are not filters
+            prio = (msg["info"] >> 16) & 0xFFFF
+            redirect = 0
+            actions = options.get("TCA_U32_ACT") if msg.get("TCA_KIND") == "u32" else None
+            if actions is not None:
+                for _, action in actions["attrs"]:
+                    mirred = action.get_nested("TCA_ACT_OPTIONS", "TCA_MIRRED_PARMS") if hasattr(action, "get_nested") else None
+                    if mirred is not None:
+                        redirect = mirred["ifindex"]
+            result.append(FilterInfo(prio=prio, kind=msg.get("TCA_KIND") or "", redirect_ifindex=redirect))
+        return result
+
+    def add_ingress_redirect(self, index: int, ifb_index: int, device: str) -> None:
+        if self.ingress_qdisc(index) is None:
+            self._call(f"add ingress qdisc on {device}", self._ipr.tc, "add", "ingress", index, INGRESS_HANDLE)
+        self._call(
+            f"add redirect filter on {device}",
+            self._ipr.tc,
+            "add-filter",
+            "u32",
+            index,
+            parent=INGRESS_HANDLE,
+            prio=REDIRECT_FILTER_PRIO,
+            protocol=protocols.ETH_P_ALL,
+            target=0x1,
+            keys=["0x0/0x0+0"],  # u32 match-all: this kernel has no matchall classifier
+            action=dict(kind="mirred", direction="egress", action="redirect", ifindex=ifb_index),
+        )
+
+    def delete_ingress(self, index: int, device: str) -> None:
+        try:
+            self._call(f"delete ingress qdisc of {device}", self._ipr.tc, "del", "ingress", index, INGRESS_HANDLE)
+        except DeviceGone:
+            pass
+        except TcError as err:
+            if "No such file" not in str(err) and "Invalid argument" not in str(err):
+                raise
+
+
+def os_strerror(code: int) -> str:
+    import os
+
+    try:
+        return os.strerror(code)
+    except (ValueError, TypeError):
+        return f"netlink error {code}"
+
