@@ -1,0 +1,303 @@
+"""Reconciler: make the kernel's qdiscs for each pod equal the desired TBF, changing only the
+difference. Safe to run any number of times; after an agent restart with unchanged annotations
+it reads the kernel, finds podbw's qdiscs as desired, and writes nothing.
+
+Not thread-safe: the service calls it from one worker thread. `statuses()` may be read from any
+thread (it returns an immutable published mapping).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Mapping
+
+from agent.model.annotations import DesiredDirection, desired_shaping
+from agent.model.direction import Direction, ShapingState
+from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
+from agent.model.health import HealthRecorder
+from agent.model.overrides import merge_annotations
+from agent.model.ownership import IFB_PREFIX, Owner, classify_root, ifb_name
+from agent.model.pod import Pod
+from agent.model.status import DirectionStatus, PodShapingStatus
+from agent.model.tbf_params import TbfParams
+from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, expected_tbf
+from agent.shaping.devices import PodDevices, find_pod_devices
+from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
+
+log = logging.getLogger(__name__)
+
+Overrides = Callable[[], Mapping[str, Mapping[str, str]]]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: ShapingSettings,
+        health: HealthRecorder,
+        overrides: Overrides = lambda: {},
+        tc_factory: Callable[[str | None], NetnsTc] = NetnsTc,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._health = health
+        self._overrides = overrides
+        self._tc_factory = tc_factory
+        self._clock = clock
+        self._host: NetnsTc | None = None
+        self._pod_tc: dict[str, NetnsTc] = {}
+        self._devices: dict[str, PodDevices] = {}
+        self._reported: dict[str, set[tuple[str, str]]] = {}
+        """sandbox id -> problems already logged and counted (logged once, not every resync)."""
+        self._seen_at: dict[str, float] = {}
+        """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
+        self._statuses: dict[str, PodShapingStatus] = {}
+
+    # ---- public ---------------------------------------------------------------------------
+    def statuses(self) -> Mapping[str, PodShapingStatus]:
+        return self._statuses
+
+    def reconcile(self, pod: Pod, seen_at_monotonic_s: float | None = None) -> PodShapingStatus:
+        if seen_at_monotonic_s is not None and pod.sandbox_id not in self._statuses:
+            self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
+        annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
+        desired = desired_shaping(annotations)
+        for want in desired.values():
+            if want.state is ShapingState.INVALID:
+                self._report_once(pod, f"invalid:{want.error_key}:{want.error}", lambda w=want: self._log_invalid(pod, w))
+        try:
+            status = self._apply(pod, desired)
+        except DeviceGone as err:
+            status = self._error_status(pod, desired, f"pod interface gone: {err}")
+            self._drop_pod_tc(pod.sandbox_id)
+        except TcError as err:
+            status = self._error_status(pod, desired, str(err))
+            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.key, err))
+            self._drop_pod_tc(pod.sandbox_id)
+        self._publish(pod.sandbox_id, status)
+        self._record_latency(pod.sandbox_id, status)
+        return status
+
+    def forget(self, pod: Pod) -> None:
+        """The pod is gone: remove what podbw made for it on the host (its namespace is gone)."""
+        devices = self._devices.pop(pod.sandbox_id, None)
+        try:
+            host = self._host_tc()
+            name = ifb_name(pod.sandbox_id)
+            ifb = host.link_by_name(name)
+            if ifb is not None:
+                host.delete_link(ifb.index, name)
+                self._health.shaping_operation("remove", "ok")
+            if devices is not None:
+                link = host.link_by_index(devices.host_ifindex)
+                if link is not None and link.name == devices.host_ifname:
+                    root = host.root_qdisc(link.index)
+                    if root is not None and classify_root(root.kind, root.handle) is Owner.PODBW:
+                        host.delete_root(link.index, root.handle, link.name)
+                        self._health.shaping_operation("remove", "ok")
+        except TcError as err:
+            log.error("pod %s: cleanup after removal failed: %s", pod.key, err)
+            self._health.shaping_operation("remove", "error")
+        self._drop_pod_tc(pod.sandbox_id)
+        self._reported.pop(pod.sandbox_id, None)
+        self._seen_at.pop(pod.sandbox_id, None)
+        if pod.sandbox_id in self._statuses:
+            statuses = dict(self._statuses)
+            del statuses[pod.sandbox_id]
+            self._statuses = statuses
+
+    def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
+        """Delete podbw ifbs whose pod is unknown (e.g. removed while the agent was down)."""
+        expected = {ifb_name(sandbox_id) for sandbox_id in known_sandbox_ids}
+        try:
+            host = self._host_tc()
+            for link in host.links():
+                if link.kind == "ifb" and link.name.startswith(IFB_PREFIX) and link.name not in expected:
+                    log.info("removing orphaned ifb %s", link.name)
+                    host.delete_link(link.index, link.name)
+                    self._health.shaping_operation("remove", "ok")
+        except TcError as err:
+            log.error("orphan ifb cleanup failed: %s", err)
+
+    def close(self) -> None:
+        for sandbox_id in list(self._pod_tc):
+            self._drop_pod_tc(sandbox_id)
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+
+    # ---- applying -------------------------------------------------------------------------
+    def _apply(self, pod: Pod, desired: dict[Direction, DesiredDirection]) -> PodShapingStatus:
+        host = self._host_tc()
+        pod_tc = self._pod_tc_for(pod)
+        devices = self._devices.get(pod.sandbox_id)
+        if devices is None or not self._still_valid(host, devices):
+            devices = find_pod_devices(pod_tc, host)
+            self._devices[pod.sandbox_id] = devices
+
+        ingress = self._ensure_root_tbf(
+            pod, host, devices.host_ifindex, devices.host_ifname, False, desired[Direction.INGRESS]
+        )
+        want_egress = desired[Direction.EGRESS]
+        if self._settings.egress_mode == EGRESS_MODE_IFB:
+            self._ensure_root_tbf(pod, pod_tc, devices.pod_ifindex, devices.pod_ifname, True, _UNLIMITED_EGRESS)
+            egress = self._ensure_ifb(pod, host, devices, want_egress)
+        else:
+            self._remove_ifb(pod, host, devices)
+            egress = self._ensure_root_tbf(pod, pod_tc, devices.pod_ifindex, devices.pod_ifname, True, want_egress)
+        return PodShapingStatus(
+            sandbox_id=pod.sandbox_id,
+            host_interface=devices.host_ifname,
+            pod_ifindex=devices.pod_ifindex,
+            directions={Direction.INGRESS: ingress, Direction.EGRESS: egress},
+        )
+
+    def _ensure_root_tbf(
+        self, pod: Pod, tc: NetnsTc, index: int, device: str, in_pod: bool, want: DesiredDirection
+    ) -> DirectionStatus:
+        root = tc.root_qdisc(index)
+        owner = classify_root(root.kind if root else None, root.handle if root else 0)
+        if want.params is None:
+            if owner is Owner.PODBW and root is not None:
+                self._op("remove", lambda: tc.delete_root(index, root.handle, device))
+                log.info("pod %s: %s limit removed from %s", pod.key, want.direction.value, device)
+            state = want.state
+            return DirectionStatus(state, None, "", in_pod, want.error)
+        if owner is Owner.FOREIGN and not self._settings.take_over_foreign:
+            assert root is not None
+            reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
+            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.key, want.direction.value, reason))
+            return DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
+        if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
+            return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
+        op = {Owner.PODBW: "update", Owner.DEFAULT: "apply", Owner.FOREIGN: "takeover"}[owner]
+        self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
+        log.info(
+            "pod %s: %s limit %s on %s (%s)", pod.key, want.direction.value, describe(want.params), device, op
+        )
+        return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
+
+    def _ensure_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices, want: DesiredDirection) -> DirectionStatus:
+        if want.params is None:
+            self._remove_ifb(pod, host, devices)
+            return DirectionStatus(want.state, None, "", False, want.error)
+        ingress = host.ingress_qdisc(devices.host_ifindex)
+        filters = host.ingress_filters(devices.host_ifindex) if ingress is not None else []
+        foreign = [f for f in filters if f.prio != REDIRECT_FILTER_PRIO]
+        if (ingress is not None and ingress.kind != "ingress") or foreign:
+            if not self._settings.take_over_foreign:
+                reason = f"ingress qdisc on {devices.host_ifname} has filters that are not podbw's"
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.key, reason))
+                return DirectionStatus(ShapingState.FOREIGN, want.params, "", False, reason)
+            self._op("takeover", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
+            ingress, filters = None, []
+        name = ifb_name(pod.sandbox_id)
+        ifb = host.link_by_name(name)
+        if ifb is None:
+            index = self._op("apply", lambda: host.add_ifb(name))
+        else:
+            index = ifb.index
+        ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]
+        if not (len(ours) == 1 and ours[0].redirect_ifindex == index):
+            if ingress is not None:
+                self._op("update", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
+            self._op("apply", lambda: host.add_ingress_redirect(devices.host_ifindex, index, devices.host_ifname))
+        return self._ensure_root_tbf(pod, host, index, name, False, want)
+
+    def _remove_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices) -> None:
+        filters = []
+        if host.ingress_qdisc(devices.host_ifindex) is not None:
+            filters = host.ingress_filters(devices.host_ifindex)
+            if filters and all(f.prio == REDIRECT_FILTER_PRIO for f in filters):
+                self._op("remove", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
+        name = ifb_name(pod.sandbox_id)
+        ifb = host.link_by_name(name)
+        if ifb is not None:
+            self._op("remove", lambda: host.delete_link(ifb.index, name))
+            log.info("pod %s: egress ifb %s removed", pod.key, name)
+
+    # ---- helpers --------------------------------------------------------------------------
+    def _op(self, op: str, fn):
+        try:
+            result = fn()
+        except TcError:
+            self._health.shaping_operation(op, "error")
+            raise
+        self._health.shaping_operation(op, "ok")
+        return result
+
+    def _host_tc(self) -> NetnsTc:
+        if self._host is None:
+            self._host = self._tc_factory(None)
+        return self._host
+
+    def _pod_tc_for(self, pod: Pod) -> NetnsTc:
+        tc = self._pod_tc.get(pod.sandbox_id)
+        if tc is None or tc.netns_path != pod.netns_path:
+            if tc is not None:
+                tc.close()
+            tc = self._tc_factory(pod.netns_path)
+            self._pod_tc[pod.sandbox_id] = tc
+        return tc
+
+    def _drop_pod_tc(self, sandbox_id: str) -> None:
+        tc = self._pod_tc.pop(sandbox_id, None)
+        self._devices.pop(sandbox_id, None)
+        if tc is not None:
+            tc.close()
+
+    @staticmethod
+    def _still_valid(host: NetnsTc, devices: PodDevices) -> bool:
+        link = host.link_by_index(devices.host_ifindex)
+        return link is not None and link.name == devices.host_ifname
+
+    def _publish(self, sandbox_id: str, status: PodShapingStatus) -> None:
+        if self._statuses.get(sandbox_id) != status:
+            statuses = dict(self._statuses)
+            statuses[sandbox_id] = status
+            self._statuses = statuses  # readers on other threads see old or new, never half
+
+    def _record_latency(self, sandbox_id: str, status: PodShapingStatus) -> None:
+        if sandbox_id not in self._seen_at:
+            return
+        states = [d.state for d in status.directions.values()]
+        if ShapingState.APPLIED in states:
+            self._health.reconcile_latency(self._clock() - self._seen_at.pop(sandbox_id))
+        elif ShapingState.ERROR not in states:
+            self._seen_at.pop(sandbox_id)  # nothing to apply: no latency to report
+
+    def _error_status(self, pod: Pod, desired: dict[Direction, DesiredDirection], reason: str) -> PodShapingStatus:
+        old = self._statuses.get(pod.sandbox_id)
+        directions = {}
+        for direction, want in desired.items():
+            if want.params is None:
+                directions[direction] = DirectionStatus(want.state, None, "", False, want.error)
+            else:
+                directions[direction] = DirectionStatus(ShapingState.ERROR, want.params, "", False, reason)
+        return PodShapingStatus(
+            sandbox_id=pod.sandbox_id,
+            host_interface=old.host_interface if old else "",
+            pod_ifindex=old.pod_ifindex if old else 0,
+            directions=directions,
+        )
+
+    def _report_once(self, pod: Pod, problem: str, report: Callable[[], None]) -> None:
+        reported = self._reported.setdefault(pod.sandbox_id, set())
+        key = (problem, "")
+        if key not in reported:
+            reported.add(key)
+            report()
+
+    def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
+        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.key, want.error_key, want.direction.value, want.error)
+        self._health.annotation_error(want.error_key)
+
+
+_UNLIMITED_EGRESS = DesiredDirection(Direction.EGRESS, None)
+
+
+def describe(params: TbfParams) -> str:
+    return (
+        f"rate {params.rate_bytes_per_s * 8} bit/s burst {params.burst_bytes} B "
+        f"limit {params.limit_bytes} B"
+    )

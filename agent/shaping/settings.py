@@ -1,0 +1,19 @@
+"""Shaping settings (from flags / PODBW_* environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EGRESS_MODE_POD = "pod"
+EGRESS_MODE_IFB = "ifb"
+EGRESS_MODES = (EGRESS_MODE_POD, EGRESS_MODE_IFB)
+
+
+@dataclass(frozen=True)
+class ShapingSettings:
+    egress_mode: str = EGRESS_MODE_POD
+    """Where pod egress is limited: `pod` (TBF on the pod's eth0) or `ifb` (redirect on the host)."""
+    take_over_foreign: bool = False
+    """Replace root qdiscs podbw did not create instead of reporting them as foreign."""
+    enabled: bool = True
+    """False: observe only (report desired state, change nothing in the kernel)."""
