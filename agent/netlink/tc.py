@@ -15,6 +15,7 @@ from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
 
 from agent.model.handles import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT
 from agent.model.tbf_params import TbfParams
+from agent.netlink.netns import NetnsGone, open_netlink_socket
 
 REDIRECT_FILTER_PRIO = 0x5062
 """Preference of podbw's ifb redirect filter: marks it as podbw's on the shared ingress qdisc."""
@@ -73,15 +74,21 @@ def expected_tbf(params: TbfParams) -> TbfKernelParams:
 
 
 class NetnsTc:
-    """pyroute2 handle bound to one namespace (None: the agent's own, i.e. the host's)."""
+    """pyroute2 handle bound to one namespace (None: the agent's own, i.e. the host's).
+
+    Use it from the thread that created it (pyroute2's rule for adopted sockets); closing it
+    from another thread is fine.
+    """
 
     def __init__(self, netns_path: str | None) -> None:
         self.netns_path = netns_path
         self._where = netns_path or "host"
         try:
-            # flags=0: never create a namespace that vanished (pyroute2's default would).
-            self._ipr = IPRoute(netns=netns_path, flags=0) if netns_path else IPRoute()
-        except FileNotFoundError as err:
+            # A socket opened in the namespace by a setns()ed thread: no fork (which would be
+            # unsafe next to gRPC's threads) and no namespace created when the pin vanished,
+            # unlike IPRoute(netns=...). pyroute2 then binds the handle to the creating thread.
+            self._ipr = IPRoute(use_socket=open_netlink_socket(netns_path)) if netns_path else IPRoute()
+        except NetnsGone as err:
             raise DeviceGone(f"netns {netns_path}: gone") from err
         except OSError as err:
             raise TcError(f"netns {netns_path}: cannot open netlink: {err}") from err
@@ -102,7 +109,7 @@ class NetnsTc:
             if err.code in (errno.ENODEV, errno.ENXIO):
                 raise DeviceGone(f"{self._where}: {what}: device gone") from err
             raise TcError(f"{self._where}: {what}: {os_strerror(err.code)}") from err
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RuntimeError) as err:
             raise TcError(f"{self._where}: {what}: {err}") from err
 
     # ---- links ----------------------------------------------------------------------------

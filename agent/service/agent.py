@@ -108,10 +108,13 @@ class Agent:
         self.scheduler.shutdown(wait=False)
         self.queue.close()
         self._worker.join(2.0)
+        # Netlink handles belong to the worker thread that made them: drop them, and let the
+        # optional cleanup open fresh ones on this thread.
+        self.reconciler.close()
         if self.settings.cleanup_on_exit:
             for pod in self.registry.pods():
-                self.reconciler.forget(pod)
-        self.reconciler.close()
+                self.reconciler.remove_limits(pod)
+            self.reconciler.close()
         self.pool.close_all()
 
     # ---- reconcile worker -----------------------------------------------------------------

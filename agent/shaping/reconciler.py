@@ -47,8 +47,9 @@ class Reconciler:
         self._host: NetnsTc | None = None
         self._pod_tc: dict[str, NetnsTc] = {}
         self._devices: dict[str, PodDevices] = {}
-        self._reported: dict[str, set[tuple[str, str]]] = {}
-        """sandbox id -> problems already logged and counted (logged once, not every resync)."""
+        self._reported: dict[str, set[str]] = {}
+        """sandbox id -> the problems its last reconcile found (already logged and counted)."""
+        self._problems_now: set[str] = set()
         self._seen_at: dict[str, float] = {}
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
@@ -60,6 +61,7 @@ class Reconciler:
     def reconcile(self, pod: Pod, seen_at_monotonic_s: float | None = None) -> PodShapingStatus:
         if seen_at_monotonic_s is not None and pod.sandbox_id not in self._statuses:
             self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
+        self._problems_now = set()
         annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
         desired = desired_shaping(annotations)
         for want in desired.values():
@@ -74,6 +76,7 @@ class Reconciler:
             status = self._error_status(pod, desired, str(err))
             self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.key, err))
             self._drop_pod_tc(pod.sandbox_id)
+        self._reported[pod.sandbox_id] = self._problems_now
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
         return status
@@ -105,6 +108,15 @@ class Reconciler:
             statuses = dict(self._statuses)
             del statuses[pod.sandbox_id]
             self._statuses = statuses
+
+    def remove_limits(self, pod: Pod) -> None:
+        """Take every podbw qdisc of the pod out of the kernel (the agent's --cleanup-on-exit)."""
+        unlimited = {d: DesiredDirection(d, None) for d in Direction}
+        try:
+            self._apply(pod, unlimited)
+        except TcError as err:
+            log.error("pod %s: removing limits failed: %s", pod.key, err)
+        self.forget(pod)
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
         """Delete podbw ifbs whose pod is unknown (e.g. removed while the agent was down)."""
@@ -282,10 +294,9 @@ class Reconciler:
         )
 
     def _report_once(self, pod: Pod, problem: str, report: Callable[[], None]) -> None:
-        reported = self._reported.setdefault(pod.sandbox_id, set())
-        key = (problem, "")
-        if key not in reported:
-            reported.add(key)
+        """Log and count a problem when it appears, not again on every resync while it lasts."""
+        self._problems_now.add(problem)
+        if problem not in self._reported.get(pod.sandbox_id, ()):
             report()
 
     def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
