@@ -4,7 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(iproute2 iputils-ping util-linux containernetworking-plugins iperf3 prometheus prometheus-node-exporter)
+SYSTEM_PACKAGES=(
+  iproute2 iputils-ping util-linux containernetworking-plugins iperf3
+  prometheus prometheus-node-exporter
+  # the Helm chart is rendered in tests with Go text/template + sprig (no helm binary here)
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

@@ -69,6 +69,8 @@ class Reconciler:
                 self._report_once(pod, f"invalid:{want.error_key}:{want.error}", lambda w=want: self._log_invalid(pod, w))
         try:
             status = self._apply(pod, desired)
+        except ObserveOnly:
+            status = self._observed_status(pod, desired)
         except DeviceGone as err:
             status = self._error_status(pod, desired, f"pod interface gone: {err}")
             self._drop_pod_tc(pod.sandbox_id)
@@ -230,6 +232,8 @@ class Reconciler:
 
     # ---- helpers --------------------------------------------------------------------------
     def _op(self, op: str, fn):
+        if not self._settings.enabled:
+            raise ObserveOnly(op)
         try:
             result = fn()
         except TcError:
@@ -305,6 +309,10 @@ class Reconciler:
 
 
 _UNLIMITED_EGRESS = DesiredDirection(Direction.EGRESS, None)
+
+
+class ObserveOnly(Exception):
+    """Raised instead of a kernel write when shaping is disabled (a viewer, not the agent)."""
 
 
 def describe(params: TbfParams) -> str:

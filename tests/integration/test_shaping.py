@@ -187,3 +187,20 @@ def test_short_iperf3_run_stays_within_ten_percent_of_the_limit(lab_factory, rec
     else:
         result = traffic.iperf(lab, client=limited, server=peer, seconds=3)
     assert 0.90 * 50e6 <= result.received_bits_per_s <= 1.10 * 50e6, result
+
+
+def test_observe_only_reports_the_kernel_without_writing(lab_factory, reconcilers) -> None:
+    lab: LabNode = lab_factory()
+    (pod,) = lab.up([PodSpec("a", "ns", LIMITED)], pod_events=False)
+    health = HealthRecorder()
+    viewer = Reconciler(ShapingSettings(enabled=False), health)
+    reconcilers.append(viewer)
+    before = viewer.reconcile(pod.as_pod())
+    assert {d.state for d in before.directions.values()} == {ShapingState.ERROR}
+    assert tc_probe.root(pod.host_veth)["kind"] == "noqueue"
+
+    agent, _ = new_reconciler(reconcilers)
+    agent.reconcile(pod.as_pod())
+    after = viewer.reconcile(pod.as_pod())
+    assert {d.state for d in after.directions.values()} == {ShapingState.APPLIED}
+    assert health.data().shaping_operations == {}
