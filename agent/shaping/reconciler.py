@@ -282,6 +282,47 @@ class Reconciler:
         elif ShapingState.ERROR not in states:
             self._seen_at.pop(sandbox_id)  # nothing to apply: no latency to report
 
+    def _observed_status(self, pod: Pod, desired: dict[Direction, DesiredDirection]) -> PodShapingStatus:
+        """Observe-only: the kernel differs from the desired state and nobody may write.
+
+        Directions whose qdisc already matches stay APPLIED; the others are reported as ERROR
+        "not applied" so a viewer without the agent shows the truth instead of the wish.
+        """
+        host = self._host_tc()
+        devices = self._devices[pod.sandbox_id]
+        if self._settings.egress_mode == EGRESS_MODE_IFB:
+            egress_where = (host, *self._ifb_index_name(host, pod), False)
+        else:
+            egress_where = (self._pod_tc_for(pod), devices.pod_ifindex, devices.pod_ifname, True)
+        where = {
+            Direction.INGRESS: (host, devices.host_ifindex, devices.host_ifname, False),
+            Direction.EGRESS: egress_where,
+        }
+        directions = {}
+        for direction, want in desired.items():
+            tc, index, device, in_pod = where[direction]
+            if want.params is None:
+                directions[direction] = DirectionStatus(want.state, None, "", in_pod, want.error)
+                continue
+            root = tc.root_qdisc(index) if index else None
+            owner = classify_root(root.kind if root else None, root.handle if root else 0)
+            if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
+                directions[direction] = DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
+            elif owner is Owner.FOREIGN and root is not None:
+                reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
+                directions[direction] = DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
+            else:
+                directions[direction] = DirectionStatus(
+                    ShapingState.ERROR, want.params, device, in_pod, "not applied (no agent is shaping)"
+                )
+        return PodShapingStatus(pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions)
+
+    @staticmethod
+    def _ifb_index_name(host: NetnsTc, pod: Pod) -> tuple[int, str]:
+        name = ifb_name(pod.sandbox_id)
+        link = host.link_by_name(name)
+        return (link.index if link else 0), name
+
     def _error_status(self, pod: Pod, desired: dict[Direction, DesiredDirection], reason: str) -> PodShapingStatus:
         old = self._statuses.get(pod.sandbox_id)
         directions = {}
