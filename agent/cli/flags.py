@@ -25,12 +25,29 @@ def add_discovery_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(
         parser,
         "--cri-endpoint",
-        "unix:///var/run/crio/crio.sock",
-        "CRI runtime socket; 'none' uses the netns directory alone",
+        "auto",
+        "CRI runtime socket; 'auto' takes the first that exists of "
+        + ", ".join(AUTO_CRI_ENDPOINTS)
+        + "; 'none' uses the netns directory alone",
     )
     add_flag(parser, "--netns-dir", "/var/run/netns", "directory where the runtime pins pod network namespaces")
     add_flag(parser, "--cri-timeout", 2.0, "deadline of each CRI call in seconds", type=float)
 
 
+AUTO_CRI_ENDPOINTS = (
+    "unix:///var/run/crio/crio.sock",
+    "unix:///run/podbw-lab/crio.sock",
+)
+"""Like crictl, try the usual sockets: CRI-O's, then the default `podbw lab`'s."""
+
+
 def cri_endpoint(value: str) -> str | None:
-    return None if value in ("", "none") else value
+    if value in ("", "none"):
+        return None
+    if value != "auto":
+        return value
+    for endpoint in AUTO_CRI_ENDPOINTS:
+        if os.path.exists(endpoint[len("unix://") :]):
+            return endpoint
+    # Nothing yet: watch CRI-O's path; discovery uses the netns directory until it appears.
+    return AUTO_CRI_ENDPOINTS[0]

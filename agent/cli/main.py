@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from agent import __version__
+
+
+LONG_RUNNING = frozenset({"run", "demo", "lab"})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="podbw", description=__doc__)
     parser.add_argument("--version", action="version", version=f"podbw {__version__}")
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log verbosity"
+        "--log-level",
+        default=os.environ.get("PODBW_LOG_LEVEL"),
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info for long-running commands, warning otherwise; env PODBW_LOG_LEVEL)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from agent.cli import lab_cmd, pods_cmd, run_cmd
@@ -27,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = args.log_level or ("info" if args.command in LONG_RUNNING else "warning")
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -38,3 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `podbw pods | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return 0

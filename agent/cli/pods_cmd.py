@@ -7,14 +7,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
+from typing import TYPE_CHECKING
+
 from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
-from agent.discovery.discovery import Discovery, DiscoverySettings
-from agent.discovery.registry import PodRegistry
-from agent.model.annotations import EGRESS_BANDWIDTH, INGRESS_BANDWIDTH
-from agent.model.health import HealthRecorder
-from agent.model.pod import Pod
-from agent.netlink.tc import NetnsTc, TcError
-from agent.shaping.devices import find_pod_devices
+
+if TYPE_CHECKING:
+    from agent.model.pod import Pod
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here so that `podbw --help` and the other commands start fast.
+    from agent.discovery.discovery import Discovery, DiscoverySettings
+    from agent.discovery.registry import PodRegistry
+    from agent.model.health import HealthRecorder
+
     registry = PodRegistry()
     settings = DiscoverySettings(
         cri_endpoint=cri_endpoint(args.cri_endpoint), netns_dir=args.netns_dir, cri_timeout_s=float(args.cri_timeout)
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(pod: Pod) -> PodRow:
+    from agent.model.annotations import EGRESS_BANDWIDTH, INGRESS_BANDWIDTH
+    from agent.netlink.tc import NetnsTc, TcError
+    from agent.shaping.devices import find_pod_devices
+
     host_interface, ip = "", pod.ip
     try:
         with NetnsTc(None) as host, NetnsTc(pod.netns_path) as pod_tc:

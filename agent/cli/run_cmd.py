@@ -7,11 +7,13 @@ import logging
 import signal
 import threading
 
+from typing import TYPE_CHECKING
+
 from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
-from agent.discovery.discovery import DiscoverySettings
-from agent.service.agent import Agent
-from agent.service.settings import AgentSettings
 from agent.shaping.settings import EGRESS_MODES, ShapingSettings
+
+if TYPE_CHECKING:
+    from agent.service.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
+    from agent.discovery.discovery import DiscoverySettings
+    from agent.service.settings import AgentSettings
+
     return AgentSettings(
         discovery=DiscoverySettings(
             cri_endpoint=cri_endpoint(args.cri_endpoint),
@@ -54,6 +59,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.service.agent import Agent
+
     agent = Agent(settings_from_args(args))
     stop = threading.Event()
 
