@@ -137,6 +137,9 @@ class Discovery:
             if self._cri_ok:
                 return True, "cri: up"
             return False, "cri: unavailable, serving the last known pods"
+        if self._cri_ok is False:
+            # The socket is there but has never answered: pods are unknown, not absent.
+            return False, "cri: socket present but not answering"
         return True, f"netns: watching {self._settings.netns_dir}"
 
     # ---- full resync -----------------------------------------------------------------------

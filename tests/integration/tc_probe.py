@@ -32,3 +32,7 @@ def tc(*args: str, netns_path: str | None = None) -> None:
 
 def link_exists(name: str) -> bool:
     return subprocess.run(["ip", "link", "show", name], capture_output=True, timeout=10).returncode == 0
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
