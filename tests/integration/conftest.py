@@ -58,3 +58,34 @@ def lab_factory() -> Iterator[LabFactory]:
         except Exception as e:  # keep tearing the other labs down
             errors.append(f"{node.config.name}: {e!r}")
     assert not errors, errors
+
+
+# ---- the agent as a process (tests/integration/agent_process.py) ----------------------------
+
+from typing import Any, Sequence  # noqa: E402
+
+from tests.integration.agent_process import AgentProcess  # noqa: E402
+
+AgentFactory = Callable[..., AgentProcess]
+
+
+@pytest.fixture
+def agent_factory(lab_factory: LabFactory) -> Iterator[AgentFactory]:
+    """Call it as `agent_factory(lab, extra_args=[...])` to get a started AgentProcess (ready
+    on /readyz); every agent made is stopped with SIGTERM after the test, pass or fail.
+    It depends on lab_factory so that agents always stop before their labs go down."""
+    agents: list[AgentProcess] = []
+
+    def make(lab: LabNode, extra_args: Sequence[str] = (), **kwargs: Any) -> AgentProcess:
+        agent = AgentProcess(lab, extra_args, **kwargs)
+        agents.append(agent)
+        return agent.start()
+
+    yield make
+    errors = []
+    for agent in reversed(agents):
+        try:
+            agent.close()
+        except Exception as e:  # keep stopping the other agents
+            errors.append(repr(e))
+    assert not errors, errors
