@@ -16,6 +16,9 @@ from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
 from agent.model.handles import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT
 from agent.model.tbf_params import TbfParams
 from agent.netlink.netns import NetnsGone, open_netlink_socket
+from agent.netlink.qdisc_get import QdiscGetError, get_qdisc
+
+RAW_TIMEOUT_S = 5.0
 
 REDIRECT_FILTER_PRIO = 0x5062
 """Preference of podbw's ifb redirect filter: marks it as podbw's on the shared ingress qdisc."""
@@ -88,12 +91,15 @@ class NetnsTc:
             # unsafe next to gRPC's threads) and no namespace created when the pin vanished,
             # unlike IPRoute(netns=...). pyroute2 then binds the handle to the creating thread.
             self._ipr = IPRoute(use_socket=open_netlink_socket(netns_path)) if netns_path else IPRoute()
+            self._raw = open_netlink_socket(netns_path)
+            self._raw.settimeout(RAW_TIMEOUT_S)
         except NetnsGone as err:
             raise DeviceGone(f"netns {netns_path}: gone") from err
         except OSError as err:
             raise TcError(f"netns {netns_path}: cannot open netlink: {err}") from err
 
     def close(self) -> None:
+        self._raw.close()
         self._ipr.close()
 
     def __enter__(self) -> "NetnsTc":
@@ -114,33 +120,22 @@ class NetnsTc:
 
     # ---- links ----------------------------------------------------------------------------
     def links(self) -> list[LinkInfo]:
-        result = []
-        for msg in self._call("list links", self._ipr.get_links):
-            linkinfo = msg.get("IFLA_LINKINFO")
-            kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else None
-            netnsid = msg.get("IFLA_LINK_NETNSID")
-            result.append(
-                LinkInfo(
-                    index=msg["index"],
-                    name=msg.get("IFLA_IFNAME") or "",
-                    kind=kind or "",
-                    link_index=msg.get("IFLA_LINK") or 0,
-                    link_netnsid=-1 if netnsid is None else int(netnsid),
-                )
-            )
-        return result
+        """Every link of the namespace (a full dump: use in pod namespaces, not the host's)."""
+        return [_link_info(msg) for msg in self._call("list links", self._ipr.get_links)]
 
     def link_by_index(self, index: int) -> LinkInfo | None:
-        for link in self.links():
-            if link.index == index:
-                return link
-        return None
+        return self._link_get(f"get link {index}", index=index)
 
     def link_by_name(self, name: str) -> LinkInfo | None:
-        for link in self.links():
-            if link.name == name:
-                return link
-        return None
+        return self._link_get(f"get link {name}", ifname=name)
+
+    def _link_get(self, what: str, **key: object) -> LinkInfo | None:
+        # One RTM_GETLINK for one device: a full dump costs ~1 ms per link on a busy host.
+        try:
+            (msg,) = self._call(what, self._ipr.link, "get", **key)
+        except DeviceGone:
+            return None
+        return _link_info(msg)
 
     def add_ifb(self, name: str) -> int:
         self._call(f"create ifb {name}", self._ipr.link, "add", ifname=name, kind="ifb")
@@ -165,31 +160,27 @@ class NetnsTc:
         return ""
 
     # ---- qdiscs ---------------------------------------------------------------------------
-    def qdiscs(self, index: int) -> list[QdiscInfo]:
-        result = []
-        for msg in self._call(f"list qdiscs of ifindex {index}", self._ipr.get_qdiscs, index):
-            if msg["index"] != index:
-                continue
-            kind = msg.get("TCA_KIND") or ""
-            tbf = None
-            if kind == "tbf":
-                parms = msg.get_nested("TCA_OPTIONS", "TCA_TBF_PARMS")
-                if parms is not None:
-                    tbf = TbfKernelParams(parms["rate"], parms["buffer"], parms["limit"])
-            result.append(QdiscInfo(kind=kind, handle=msg["handle"], parent=msg["parent"], tbf=tbf))
-        return result
-
     def root_qdisc(self, index: int) -> QdiscInfo | None:
-        for qdisc in self.qdiscs(index):
-            if qdisc.parent == TC_H_ROOT:
-                return qdisc
-        return None
+        return self._qdisc_get(index, TC_H_ROOT)
 
     def ingress_qdisc(self, index: int) -> QdiscInfo | None:
-        for qdisc in self.qdiscs(index):
-            if qdisc.parent == TC_H_INGRESS:
-                return qdisc
-        return None
+        return self._qdisc_get(index, TC_H_INGRESS)
+
+    def _qdisc_get(self, index: int, parent: int) -> QdiscInfo | None:
+        try:
+            raw = get_qdisc(self._raw, index, parent)
+        except QdiscGetError as err:
+            if err.errno in (errno.ENODEV, errno.ENXIO):
+                raise DeviceGone(f"{self._where}: get qdisc of ifindex {index}: device gone") from err
+            raise TcError(f"{self._where}: get qdisc of ifindex {index}: {err}") from err
+        except OSError as err:  # timeout or a closed socket
+            raise TcError(f"{self._where}: get qdisc of ifindex {index}: {err}") from err
+        if raw is None:
+            return None
+        tbf = None
+        if raw.kind == "tbf":
+            tbf = TbfKernelParams(raw.tbf_rate_bytes_per_s, raw.tbf_buffer_ticks, raw.tbf_limit_bytes)
+        return QdiscInfo(kind=raw.kind, handle=raw.handle, parent=raw.parent, tbf=tbf)
 
     def replace_tbf(self, index: int, handle: int, params: TbfParams, device: str) -> None:
         self._call(
@@ -253,6 +244,19 @@ class NetnsTc:
         except TcError as err:
             if "No such file" not in str(err) and "Invalid argument" not in str(err):
                 raise
+
+
+def _link_info(msg) -> LinkInfo:
+    linkinfo = msg.get("IFLA_LINKINFO")
+    kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else None
+    netnsid = msg.get("IFLA_LINK_NETNSID")
+    return LinkInfo(
+        index=msg["index"],
+        name=msg.get("IFLA_IFNAME") or "",
+        kind=kind or "",
+        link_index=msg.get("IFLA_LINK") or 0,
+        link_netnsid=-1 if netnsid is None else int(netnsid),
+    )
 
 
 def os_strerror(code: int) -> str:
