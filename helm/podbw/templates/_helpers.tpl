@@ -1,0 +1,189 @@
+{{/* Chart name, 63 characters at most (the DNS label limit of object names). */}}
+{{- define "podbw.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name when it already contains the chart name, else release-chart. */}}
+{{- define "podbw.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "podbw.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{- define "podbw.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: never change them after a release exists (DaemonSet selectors are immutable). */}}
+{{- define "podbw.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podbw.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "podbw.labels" -}}
+helm.sh/chart: {{ include "podbw.chart" . }}
+{{ include "podbw.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: agent
+app.kubernetes.io/part-of: podbw
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of the Prometheus Operator objects: the `release` label kube-prometheus-stack selects on. */}}
+{{- define "podbw.monitoringLabels" -}}
+{{ include "podbw.labels" . }}
+{{- with .Values.monitoring.release }}
+release: {{ . | quote }}
+{{- end }}
+{{- with .Values.monitoring.additionalLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "podbw.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "podbw.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "podbw.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted in the agent container. */}}
+{{- define "podbw.tlsDir" -}}/etc/podbw/tls{{- end }}
+
+{{/* Where the annotation overrides ConfigMap is mounted (a directory: ConfigMap updates replace files, which the agent watches for). */}}
+{{- define "podbw.overridesDir" -}}/etc/podbw/annotations{{- end }}
+
+{{- define "podbw.scheme" -}}
+{{- if .Values.web.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* `podbw run` flags in the order of `podbw run --help`, then agent.extraArgs (a repeated flag wins). */}}
+{{- define "podbw.args" -}}
+{{- $agent := .Values.agent }}
+{{- $args := list }}
+{{- $args = append $args (printf "--cri-endpoint=unix://%s" $agent.criSocket) }}
+{{- $args = append $args (printf "--netns-dir=%s" $agent.netnsDir) }}
+{{- $args = append $args (printf "--cri-timeout=%v" $agent.criTimeoutSeconds) }}
+{{- $args = append $args (printf "--resync-interval=%v" $agent.resyncIntervalSeconds) }}
+{{- $args = append $args (printf "--egress-mode=%s" $agent.egressMode) }}
+{{- if $agent.takeOverForeign }}
+{{- $args = append $args "--take-over-foreign" }}
+{{- end }}
+{{- if .Values.annotationsOverrides }}
+{{- $args = append $args (printf "--annotations-file=%s/annotations.yaml" (include "podbw.overridesDir" .)) }}
+{{- end }}
+{{- $args = append $args (printf "--web.listen-address=:%v" .Values.web.port) }}
+{{- if .Values.web.tls.enabled }}
+{{- $args = append $args (printf "--web.tls-cert-file=%s/tls.crt" (include "podbw.tlsDir" .)) }}
+{{- $args = append $args (printf "--web.tls-key-file=%s/tls.key" (include "podbw.tlsDir" .)) }}
+{{- if .Values.web.tls.clientAuth }}
+{{- $args = append $args (printf "--web.tls-client-ca-file=%s/ca.crt" (include "podbw.tlsDir" .)) }}
+{{- end }}
+{{- end }}
+{{- $args = append $args (printf "--sample-interval=%v" $agent.sampleIntervalSeconds) }}
+{{- $args = append $args (printf "--peak-window=%v" $agent.peakWindowSeconds) }}
+{{- if $agent.cleanupOnExit }}
+{{- $args = append $args "--cleanup-on-exit" }}
+{{- end }}
+{{- concat $args (default (list) $agent.extraArgs) | toYaml }}
+{{- end }}
+
+{{/*
+A probe of the agent's HTTP endpoint. With client certificates required, the kubelet (which
+has none) can only check that the port accepts connections.
+*/}}
+{{- define "podbw.probe" -}}
+{{- $root := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $settings := index . 2 -}}
+{{- if and $root.Values.web.tls.enabled $root.Values.web.tls.clientAuth -}}
+tcpSocket:
+  port: metrics
+{{- else -}}
+httpGet:
+  path: {{ $path }}
+  port: metrics
+  scheme: {{ include "podbw.scheme" $root | upper }}
+{{- end }}
+{{ toYaml $settings }}
+{{- end }}
+
+{{/*
+Relabelings of the ServiceMonitor and PodMonitor, then the user's: the rules and dashboards
+select job="podbw" and a `node` label (every podbw series is about one node), whatever the
+release or Service is called.
+*/}}
+{{- define "podbw.relabelings" -}}
+- targetLabel: job
+  replacement: podbw
+  action: replace
+- sourceLabels: [__meta_kubernetes_pod_node_name]
+  targetLabel: node
+  action: replace
+{{- with . }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* One scrape endpoint, shared by ServiceMonitor (endpoints) and PodMonitor (podMetricsEndpoints). */}}
+{{- define "podbw.scrapeEndpoint" -}}
+{{- $root := index . 0 }}
+{{- $monitor := index . 1 -}}
+- port: metrics
+  path: /metrics
+  scheme: {{ include "podbw.scheme" $root }}
+  {{- with $monitor.interval }}
+  interval: {{ . }}
+  {{- end }}
+  {{- with $monitor.scrapeTimeout }}
+  scrapeTimeout: {{ . }}
+  {{- end }}
+  honorLabels: {{ $monitor.honorLabels }}
+  {{- if and $root.Values.web.tls.enabled $monitor.tlsConfig }}
+  tlsConfig:
+    {{- toYaml $monitor.tlsConfig | nindent 4 }}
+  {{- end }}
+  relabelings:
+    {{- include "podbw.relabelings" $monitor.relabelings | nindent 4 }}
+  {{- with $monitor.metricRelabelings }}
+  metricRelabelings:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/* Fails rendering on combinations the schema cannot express clearly. */}}
+{{- define "podbw.validate" -}}
+{{- if and .Values.serviceMonitor.enabled .Values.podMonitor.enabled }}
+{{- fail "enable serviceMonitor or podMonitor, not both: every agent would be scraped twice" }}
+{{- end }}
+{{- if .Values.web.tls.enabled }}
+{{- $_ := required "web.tls.secretName is required when web.tls.enabled is true" .Values.web.tls.secretName }}
+{{- end }}
+{{- end }}
