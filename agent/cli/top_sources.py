@@ -4,9 +4,8 @@ The local source is the agent's pipeline minus every write: discovery, a Reconci
 shaping disabled (it reads the kernel to report what is applied, never changes it) and the
 Sampler. All of it runs on the thread that calls `rows()`, as the netlink handles require.
 
-Statistics are sampled on every refresh; shaping states are re-read for a pod when it is new
-or changed, when the annotations file changes, and otherwise every STATUS_EVERY_S: reading
-them dumps the host's links with pyroute2, seconds per pass on a node with many interfaces.
+Every refresh re-reads each pod's shaping state (one qdisc get per device) and samples its
+statistics.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from agent.shaping.settings import ShapingSettings
 
 log = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 10.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """/metrics of a node with thousands of pods is a few MB; anything far larger is not ours."""
 
@@ -114,7 +112,6 @@ class LocalSource:
         )
         self._interval_s = interval_s
         self._seen: dict[str, Pod] = {}
-        self._statuses_read_s: float | None = None
         self._primed = False
 
     @property
@@ -133,26 +130,18 @@ class LocalSource:
 
     def _pass(self) -> Snapshot:
         self._discovery.resync()
-        overrides_changed = self._overrides.load() if self._overrides is not None else False
+        if self._overrides is not None:
+            self._overrides.load()
         pods = self._registry.pods()
-        now_s = time.monotonic()
-        every = (
-            overrides_changed
-            or self._statuses_read_s is None
-            or now_s - self._statuses_read_s >= STATUS_EVERY_S
-        )
-        if every:
-            self._statuses_read_s = now_s
-        if set(self._seen) - {pod.sandbox_id for pod in pods}:
-            # Reconciler.forget would clean the kernel up after a pod (a write): instead drop
-            # every cached handle, so none keeps a deleted namespace alive; they reopen lazily.
-            self._reconciler.close()
+        current = {pod.sandbox_id for pod in pods}
+        for sandbox_id, gone in self._seen.items():
+            if sandbox_id not in current:
+                self._reconciler.forget(gone)  # observe-only: drops handles, writes nothing
         for pod in pods:
-            if every or self._seen.get(pod.sandbox_id) != pod:
-                try:
-                    self._reconciler.reconcile(pod)
-                except Exception as err:  # one odd pod must not blank the whole view
-                    log.debug("pod %s: %s", pod.key, err)
+            try:
+                self._reconciler.reconcile(pod)
+            except Exception as err:  # one odd pod must not blank the whole view
+                log.debug("pod %s: %s", pod.key, err)
         self._seen = {pod.sandbox_id: pod for pod in pods}
         return self._sampler.sample_once()
 

@@ -89,6 +89,8 @@ class Reconciler:
         """The pod is gone: remove what podbw made for it on the host (its namespace is gone)."""
         devices = self._devices.pop(pod.sandbox_id, None)
         try:
+            if not self._settings.enabled:
+                raise ObserveOnly("forget")  # a viewer only drops its own state
             host = self._host_tc()
             name = ifb_name(pod.sandbox_id)
             ifb = host.link_by_name(name)
@@ -102,6 +104,8 @@ class Reconciler:
                     if root is not None and classify_root(root.kind, root.handle) is Owner.PODBW:
                         host.delete_root(link.index, root.handle, link.name)
                         self._health.shaping_operation("remove", "ok")
+        except ObserveOnly:
+            pass
         except TcError as err:
             log.error("pod %s: cleanup after removal failed: %s", pod.key, err)
             self._health.shaping_operation("remove", "error")
