@@ -1,4 +1,4 @@
-.PHONY: install test unit integration demo lint stubs clean-lab bench
+.PHONY: install test unit integration demo stubs clean-lab bench dashboards pictures
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,3 +26,9 @@ bench: install
 
 clean-lab:
 	-$(VENV)/bin/podbw lab down --all
+
+dashboards: install
+	$(VENV)/bin/podbw dashboards
+
+pictures: install
+	$(PY) bench/pictures.py --output docs/img/

@@ -23,11 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity (default: info for long-running commands, warning otherwise; env PODBW_LOG_LEVEL)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from agent.cli import lab_cmd, pods_cmd, run_cmd
+    from agent.cli import dashboards_cmd, demo_cmd, lab_cmd, pods_cmd, run_cmd, top_cmd
 
     run_cmd.register(sub)
     pods_cmd.register(sub)
     lab_cmd.register(sub)
+    top_cmd.register(sub)
+    demo_cmd.register(sub)
+    dashboards_cmd.register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""End-to-end tests: the agent as a process, scraped by a real Prometheus."""
