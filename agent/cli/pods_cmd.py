@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import asdict, dataclass
 
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from agent.discovery.registry import PodRegistry
     from agent.model.health import HealthRecorder
 
+    if logging.getLogger().level > logging.DEBUG:
+        # One-shot: the failure is printed once below; the agent's log line would repeat it.
+        logging.getLogger("agent.discovery").setLevel(logging.CRITICAL)
     registry = PodRegistry()
     settings = DiscoverySettings(
         cri_endpoint=cri_endpoint(args.cri_endpoint), netns_dir=args.netns_dir, cri_timeout_s=float(args.cri_timeout)
@@ -52,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if not ready:
         print(f"podbw pods: {reason}", file=sys.stderr)
         return 1
+    if discovery.mode == "netns" and settings.cri_endpoint and args.cri_endpoint != "auto":
+        print(
+            f"podbw pods: {settings.cri_endpoint} does not exist; listing the namespaces pinned in "
+            f"{settings.netns_dir} (no CRI metadata or annotations)",
+            file=sys.stderr,
+        )
     rows = [describe(pod) for pod in sorted(registry.pods(), key=lambda p: (p.namespace, p.name))]
     if args.output == "json":
         json.dump([asdict(row) for row in rows], sys.stdout, indent=2)

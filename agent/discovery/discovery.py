@@ -81,6 +81,7 @@ class Discovery:
         self._cri_mode = False
         """Sticky: once CRI answered, pods keep coming from CRI even while it restarts."""
         self._cri_ok: bool | None = None
+        self._cri_error = ""
         self._stop = threading.Event()
         self._wake_lookup = threading.Event()
         self._pending_lock = threading.Lock()
@@ -136,10 +137,10 @@ class Discovery:
         if self._cri_mode:
             if self._cri_ok:
                 return True, "cri: up"
-            return False, "cri: unavailable, serving the last known pods"
+            return False, f"cri: {self._cri_error}; serving the last known pods"
         if self._cri_ok is False:
-            # The socket is there but has never answered: pods are unknown, not absent.
-            return False, "cri: socket present but not answering"
+            # The endpoint is there but has never answered: pods are unknown, not absent.
+            return False, f"cri: {self._cri_error}"
         return True, f"netns: watching {self._settings.netns_dir}"
 
     # ---- full resync -----------------------------------------------------------------------
@@ -196,6 +197,7 @@ class Discovery:
             else:
                 log.error("discovery: CRI unavailable (%s); keeping %d known pods", reason, len(self._registry))
         self._cri_ok = ok
+        self._cri_error = reason
         self._health.set_discovery_up(SOURCE_CRI, ok)
 
     def _safely(self, fn: Callable[[], None], what: str) -> None:
