@@ -12,7 +12,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import yaml
 from agent.lab.node import LabNode
 from agent.lab.spec import PodSpec
 from agent.lab.state import LabPod
+from tests.integration.agent_process import AgentProcess, free_port
 from tests.integration.conftest import new_lab_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,12 +41,6 @@ T = TypeVar("T")
 
 class StackError(Exception):
     """A part of the e2e stack did not start or answer."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.1) -> T:
@@ -79,42 +73,6 @@ def _stop(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> int | None:
             proc.kill()
             proc.wait(5)
     return proc.returncode
-
-
-@dataclass
-class AgentProcess:
-    """`python -m agent run` against a lab, on a free loopback port."""
-
-    lab: LabNode
-    log_path: str
-    extra_args: tuple[str, ...] = ()
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, ready_timeout_s: float = 20.0) -> None:
-        argv = [
-            sys.executable, "-m", "agent", "run",
-            "--cri-endpoint", f"unix://{self.lab.config.socket}",
-            "--netns-dir", self.lab.config.netns_dir,
-            "--web.listen-address", self.address,
-            "--sample-interval", "1",
-            *self.extra_args,
-        ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, ready_timeout_s, f"agent /readyz (log {self.log_path})")
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise StackError(f"agent exited with {self.proc.returncode}; log: {_tail(self.log_path)}")
-        return http_get(f"http://{self.address}/readyz", 1.0)[0] == 200
-
-    def stop(self) -> int | None:
-        return _stop(self.proc) if self.proc is not None else None
 
 
 @dataclass
@@ -251,9 +209,8 @@ def running_stack(
         by_name = {pod.name: pod for pod in lab.up(pods)}
         for name in foreign:
             add_foreign_qdisc(by_name[name])
-        agent = AgentProcess(lab, os.path.join(workdir, "agent.log"), tuple(agent_args))
-        agent.start()
-        prometheus = PrometheusProcess(workdir, (agent.address,))
+        agent = AgentProcess(lab, ["--sample-interval", "1", *agent_args]).start()
+        prometheus = PrometheusProcess(workdir, (f"127.0.0.1:{agent.port}",))
         prometheus.start()
         stack = Stack(lab, by_name, agent, prometheus)
         stack.wait_scraped()
@@ -261,10 +218,13 @@ def running_stack(
     finally:
         failing = sys.exc_info()[0] is not None
         errors = []
+        if agent is not None:
+            with open(os.path.join(workdir, "agent.log"), "w", encoding="utf-8") as log:
+                log.write(agent.log_text())  # kept next to Prometheus' log for post-mortems
         for proc in (prometheus, agent):
             if proc is not None:
                 try:
-                    proc.stop()
+                    proc.close() if proc is agent else proc.stop()
                 except Exception as e:  # keep tearing the rest down
                     errors.append(repr(e))
         lab.down()
