@@ -9,6 +9,7 @@ NetlinkError, never IndexError or struct.error.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ RTM_NEWLINK = 16
 RTM_GETLINK = 18
 RTM_NEWQDISC = 36
 RTM_GETQDISC = 38
+RTM_NEWSTATS = 92
+RTM_GETSTATS = 94
 
 # <linux/if_link.h>
 IFLA_IFNAME = 3
@@ -40,8 +43,11 @@ IFLA_LINK = 5
 IFLA_STATS = 7
 IFLA_LINKINFO = 18
 IFLA_STATS64 = 23
+IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND = 1
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+IFLA_STATS_LINK_64 = 1
 
 # <linux/rtnetlink.h>, <linux/gen_stats.h>
 TCA_KIND = 1
@@ -53,6 +59,7 @@ TCA_STATS_PKT64 = 8
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
+IF_STATS_MSG = struct.Struct("=BxxxiI")  # family, ifindex, filter_mask
 RTATTR = struct.Struct("=HH")  # len, type
 NLMSGERR_ERROR = struct.Struct("=i")
 U32 = struct.Struct("=I")
@@ -178,6 +185,47 @@ def parse_link(buf: Buffer, start: int = 0, end: int | None = None) -> LinkStats
     )
 
 
+LinkCounters = tuple[int, int, int, int, int, int, int, int, int]
+"""(ifindex, rx_bytes, rx_packets, rx_errors, rx_dropped, tx_bytes, tx_packets, tx_errors,
+tx_dropped): LinkStats' counter fields in LinkStats' order, after the ifindex."""
+
+
+def parse_link_counters(buf: Buffer, start: int = 0, end: int | None = None) -> LinkCounters:
+    """Decode an RTM_NEWSTATS payload (if_stats_msg + IFLA_STATS_LINK_64) in buf[start:end].
+
+    A reply to stats_request() carries one attribute (plus, on some architectures, a pad
+    attribute before it), so this is a few unpacks where parse_link walks ~40 attributes.
+    """
+    if end is None:
+        end = len(buf)
+    if end > len(buf) or end - start < IF_STATS_MSG.size:
+        raise NetlinkError("truncated RTM_NEWSTATS: shorter than struct if_stats_msg")
+    ifindex = IF_STATS_MSG.unpack_from(buf, start)[1]
+    off = start + IF_STATS_MSG.size
+    last = end - RTATTR.size
+    while off <= last:
+        alen, atype = RTATTR.unpack_from(buf, off)
+        nxt = off + alen
+        if alen < 4 or nxt > end:
+            raise NetlinkError(f"truncated stats attribute {atype & NLA_TYPE_MASK} at {off}")
+        if atype & NLA_TYPE_MASK == IFLA_STATS_LINK_64:
+            _need(alen, LINK_STATS64_HEAD.size, "IFLA_STATS_LINK_64")
+            rxp, txp, rxb, txb, rxe, txe, rxd, txd = LINK_STATS64_HEAD.unpack_from(buf, off + 4)
+            return ifindex, rxb, rxp, rxe, rxd, txb, txp, txe, txd
+        off = (nxt + 3) & ~3
+    # Asked for and always sent since Linux 4.7: a kernel that leaves it out does not really
+    # support the request, and the caller falls back to full link dumps.
+    raise NetlinkError(
+        f"RTM_NEWSTATS for ifindex {ifindex} carries no IFLA_STATS_LINK_64", errno.EOPNOTSUPP
+    )
+
+
+def raw_payload(buf: Buffer, start: int, end: int) -> bytes:
+    """A record parser that keeps the message payload as bytes, to be decoded (or found in a
+    cache of earlier decodes: unchanged statistics give identical bytes) later."""
+    return bytes(buf[start:end])
+
+
 def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscStats:
     """Decode an RTM_NEWQDISC payload (tcmsg + attributes) in buf[start:end]."""
     if end is None:
@@ -237,7 +285,7 @@ def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscSta
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class DumpChunk:
     """What one recv() of a dump contained, for the request with the given sequence number."""
 
@@ -247,6 +295,8 @@ class DumpChunk:
     interrupted: bool = False
     """Some message carried NLM_F_DUMP_INTR: the table changed mid-dump, results may be
     inconsistent (a link missing or twice) and the dump should be repeated."""
+    error: NetlinkError | None = None
+    """Set by split_datagram() when the kernel answered with an error (then done is set too)."""
 
 
 def parse_dump_chunk(
@@ -298,6 +348,77 @@ def parse_dump_chunk(
     if 0 < length - off:
         raise NetlinkError(f"truncated netlink header at offset {off}")
     return chunk
+
+
+def split_datagram(
+    buf: Buffer, length: int, chunks: dict[int, tuple[int, DumpChunk]], offset: int = 0
+) -> int:
+    """Sort the messages in buf[offset:offset + length] into the chunks of the requests they
+    answer.
+
+    chunks maps a sequence number to (record type, chunk): each record message's payload is
+    appended to chunk.records as bytes (decoded later, or not at all when unchanged); DONE
+    sets chunk.done; a kernel error sets chunk.error and chunk.done instead of raising, so
+    the caller can tell which of several requests sent together failed. Messages of other
+    sequence numbers are skipped. Malformed framing raises NetlinkError. Returns how many
+    chunks this datagram completed.
+    """
+    limit = offset + length
+    if limit > len(buf):
+        raise NetlinkError(f"netlink datagram of {length} bytes exceeds the receive buffer")
+    unpack = NLMSGHDR.unpack_from
+    completed = 0
+    off = offset
+    while limit - off >= 16:  # NLMSGHDR.size
+        msg_len, msg_type, flags, msg_seq, _pid = unpack(buf, off)
+        end = off + msg_len
+        if msg_len < 16 or end > limit:
+            raise NetlinkError(f"truncated netlink message (nlmsg_len {msg_len}) at offset {off}")
+        entry = chunks.get(msg_seq)
+        if entry is not None:
+            record_type, chunk = entry
+            if flags & NLM_F_DUMP_INTR:
+                chunk.interrupted = True
+            if msg_type == record_type:
+                chunk.records.append(bytes(buf[off + 16:end]))  # hashable: a cache key
+            elif msg_type == NLMSG_DONE:
+                status = NLMSGERR_ERROR.unpack_from(buf, off + 16)[0] if msg_len >= 20 else 0
+                if status < 0:
+                    chunk.error = NetlinkError(f"dump failed: {_errno_text(-status)}", -status)
+                if not chunk.done:
+                    chunk.done = True
+                    completed += 1
+            elif msg_type == NLMSG_ERROR:
+                if msg_len < 20:
+                    raise NetlinkError("truncated NLMSG_ERROR")
+                status = NLMSGERR_ERROR.unpack_from(buf, off + 16)[0]
+                if status != 0 and not chunk.done:  # 0 is a plain ACK
+                    chunk.error = NetlinkError(
+                        f"kernel refused the request: {_errno_text(-status)}", -status
+                    )
+                    chunk.done = True
+                    completed += 1
+            elif msg_type == NLMSG_OVERRUN:
+                raise NetlinkError("netlink overrun: data lost")
+        off = (end + 3) & ~3
+    if 0 < limit - off:
+        raise NetlinkError(f"truncated netlink header at offset {off}")
+    return completed
+
+
+def stats_request(seq: int) -> bytes:
+    """An RTM_GETSTATS dump of every link's struct rtnl_link_stats64, and nothing else."""
+    body = IF_STATS_MSG.pack(0, 0, 1 << (IFLA_STATS_LINK_64 - 1))
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETSTATS, flags, seq, 0) + body
+
+
+def link_info_request(seq: int) -> bytes:
+    """An RTM_GETLINK dump without the statistics blocks (names, peers and kinds are wanted)."""
+    body = IFINFOMSG.pack(0, 0, 0, 0, 0)
+    body += RTATTR.pack(RTATTR.size + U32.size, IFLA_EXT_MASK) + U32.pack(RTEXT_FILTER_SKIP_STATS)
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), RTM_GETLINK, flags, seq, 0) + body
 
 
 def dump_request(msg_type: int, seq: int) -> bytes:
