@@ -72,6 +72,7 @@ class Agent:
             certfile=settings.tls_cert_file,
             keyfile=settings.tls_key_file,
             client_cafile=settings.tls_client_ca_file,
+            render_key=lambda: self.sampler.latest,
         )
         self.scheduler = BackgroundScheduler(daemon=True)
         self._worker = threading.Thread(target=self._work_loop, name="podbw-reconcile", daemon=True)

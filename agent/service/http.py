@@ -145,18 +145,25 @@ class _Handler(BaseHTTPRequestHandler):
         self, registry: CollectorRegistry, params: dict[str, list[str]], send_body: bool
     ) -> None:
         encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        if "name[]" in params:
+        compress = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        filtered = "name[]" in params
+        if filtered:
             registry = registry.restricted_registry(params["name[]"])  # type: ignore[assignment]
-        try:
+
+        def render() -> bytes:
             body = encoder(registry)
+            return gzip.compress(body, compresslevel=GZIP_LEVEL) if compress else body
+
+        try:
+            if filtered:
+                body = render()
+            else:
+                body = self.server.app.rendered(content_type, compress, render)
         except Exception:
             log.exception("rendering metrics failed")
             self._send(500, "text/plain; charset=utf-8", b"rendering metrics failed\n", send_body)
             return
-        headers = {}
-        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-            headers["Content-Encoding"] = "gzip"
+        headers = {"Content-Encoding": "gzip"} if compress else {}
         self._send(200, content_type, body, send_body, headers)
 
     def _check(self, check: Check, send_body: bool) -> None:
@@ -203,9 +210,17 @@ class MetricsServer:
         certfile: str | None = None,
         keyfile: str | None = None,
         client_cafile: str | None = None,
+        render_key: Callable[[], object] | None = None,
     ) -> None:
         self.address = address
         self.registry = registry
+        self._render_key = render_key
+        """Identity of what /metrics shows (the latest snapshot): while it is the same object,
+        every scrape gets the bytes rendered for the first one, so N scrapers cost one render
+        per sample interval instead of N, and never starve the sampler."""
+        self._render_lock = threading.Lock()
+        self._rendered: dict[tuple[str, bool], bytes] = {}
+        self._rendered_for: object = None
         self.healthy = healthy
         self.ready = ready
         self._host, self._port = parse_address(address)
@@ -213,6 +228,21 @@ class MetricsServer:
         self._server: _Server | None = None
         self._wake: socket.socket | None = None
         self._thread: threading.Thread | None = None
+
+    def rendered(self, content_type: str, compress: bool, render: Callable[[], bytes]) -> bytes:
+        if self._render_key is None:
+            return render()
+        with self._render_lock:  # concurrent scrapers wait for one render instead of each doing it
+            key = self._render_key()
+            if key is None or key is not self._rendered_for:
+                self._rendered = {}
+                self._rendered_for = key
+            variant = (content_type, compress)
+            body = self._rendered.get(variant)
+            if body is None or key is None:
+                body = render()
+                self._rendered[variant] = body
+            return body
 
     @property
     def port(self) -> int:

@@ -325,3 +325,39 @@ def test_unusable_tls_files_are_a_clear_error(tmp_path: Path, checks: Checks) ->
     with pytest.raises(MetricsServerError, match="without a certificate"):
         MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
                       lambda: checks.ready, client_cafile=str(tmp_path / "ca.crt"))
+
+
+def test_scrapes_of_one_snapshot_share_one_render() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import GaugeMetricFamily
+
+    from agent.service.http import MetricsServer
+
+    renders = []
+
+    class Counting:
+        def describe(self):
+            return [GaugeMetricFamily("podbw_test_value", "a value")]
+
+        def collect(self):
+            renders.append(1)
+            yield GaugeMetricFamily("podbw_test_value", "a value", value=len(renders))
+
+    registry = CollectorRegistry()
+    registry.register(Counting())
+    key = [object()]
+    server = MetricsServer("127.0.0.1:0", registry, lambda: (True, ""), lambda: (True, ""), render_key=lambda: key[0])
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        import urllib.request
+
+        first = [urllib.request.urlopen(url, timeout=5).read() for _ in range(3)]
+        assert len(set(first)) == 1 and len(renders) == 1
+        key[0] = object()  # the next snapshot
+        second = urllib.request.urlopen(url, timeout=5).read()
+        assert second != first[0] and len(renders) == 2
+        filtered = urllib.request.urlopen(url + "?name[]=podbw_test_value", timeout=5).read()
+        assert b"podbw_test_value" in filtered and len(renders) == 3, "filtered scrapes bypass the cache"
+    finally:
+        server.stop()
