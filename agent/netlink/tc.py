@@ -41,6 +41,8 @@ class LinkInfo:
     """IFLA_LINK: a veth's peer ifindex (in the peer's namespace); 0 when absent."""
     link_netnsid: int
     """IFLA_LINK_NETNSID; -1 when the peer is in this namespace or absent."""
+    gso_max_size: int = 0
+    """IFLA_GSO_MAX_SIZE: the largest GSO packet the stack builds for this device; 0 when absent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,9 @@ class NetnsTc:
             raise DeviceGone(f"{self._where}: ifb {name} vanished after creation")
         self._call(f"set {name} up", self._ipr.link, "set", index=link.index, state="up")
         return link.index
+
+    def set_gso_max_size(self, index: int, size: int, device: str) -> None:
+        self._call(f"set gso_max_size {size} on {device}", self._ipr.link, "set", index=index, gso_max_size=size)
 
     def delete_link(self, index: int, name: str) -> None:
         try:
@@ -256,6 +261,7 @@ def _link_info(msg) -> LinkInfo:
         kind=kind or "",
         link_index=msg.get("IFLA_LINK") or 0,
         link_netnsid=-1 if netnsid is None else int(netnsid),
+        gso_max_size=msg.get("IFLA_GSO_MAX_SIZE") or 0,
     )
 
 

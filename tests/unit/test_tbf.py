@@ -9,12 +9,16 @@ from hypothesis import strategies as st
 from agent.model.tbf import (
     DEFAULT_BURST_TIME_US,
     DEFAULT_LATENCY_US,
+    GSO_LEGACY_MAX_BYTES,
     MAX_BUCKET_TIME_US,
     MAX_BURST_BYTES,
+    MAX_DEFAULT_BURST_BYTES,
     MAX_LIMIT_BYTES,
     MAX_RATE_BYTES_PER_S,
     MIN_BURST_BYTES,
+    MIN_DEFAULT_LIMIT_BYTES,
     TbfError,
+    gso_max_bytes,
     latency_us_of,
     tbf_params,
 )
@@ -24,9 +28,12 @@ PROPERTY = settings(max_examples=300, deadline=None)
 
 
 def test_constants() -> None:
-    assert DEFAULT_BURST_TIME_US == 4000
+    assert DEFAULT_BURST_TIME_US == 3000
     assert MIN_BURST_BYTES == 3028
-    assert DEFAULT_LATENCY_US == 2000
+    assert DEFAULT_LATENCY_US == 1500
+    assert MIN_DEFAULT_LIMIT_BYTES == 8 * 1514
+    assert MAX_DEFAULT_BURST_BYTES == 262_144
+    assert GSO_LEGACY_MAX_BYTES == 65536
     assert MAX_RATE_BYTES_PER_S == 4_294_967_295
     assert MAX_BUCKET_TIME_US == 60_000_000
     assert MAX_LIMIT_BYTES == 4_294_967_295
@@ -34,16 +41,22 @@ def test_constants() -> None:
 
 
 DEFAULTS = [
-    # rate bit/s, rate B/s, burst = max(4 ms of rate, 3028 B), limit = burst + max(2 ms, 1514 B)
-    (10**6, 125_000, 3028, 3028 + 1514),  # 4 ms = 500 B and 2 ms = 250 B: both floors apply
-    (10**7, 1_250_000, 5000, 5000 + 2500),
-    (10**8, 12_500_000, 50_000, 50_000 + 25_000),
-    (10**9, 125_000_000, 500_000, 500_000 + 250_000),
-    (10**10, 1_250_000_000, 5_000_000, 5_000_000 + 2_500_000),
-    (1000, 125, 3028, 3028 + 1514),  # the smallest rate the annotations accept
-    (6_056_000, 757_000, 3028, 3028 + 1514),  # 4 ms of rate is exactly the floor
-    (6_056_008, 757_001, 3029, 3029 + 1515),  # just above: both rounded up
-    (1001, 126, 3028, 3028 + 1514),  # bits/8 rounded up
+    # rate bit/s, rate B/s, burst = max(min(3 ms of rate, 256 KiB), 3028 B),
+    # limit = max(burst + max(1.5 ms of rate, 1514 B), 12112 B)
+    (10**6, 125_000, 3028, 12_112),  # 3 ms = 375 B, 1.5 ms = 188 B: all floors apply
+    (10**7, 1_250_000, 3750, 12_112),  # burst + 1.5 ms = 5625 B: the 8-frame limit floor
+    (21_530_664, 2_691_333, 8074, 12_112),  # burst + 1.5 ms = 12111 B: just below 8 frames
+    (21_530_672, 2_691_334, 8075, 12_113),  # just above: the floor no longer binds
+    (5 * 10**7, 6_250_000, 18_750, 18_750 + 9375),
+    (10**8, 12_500_000, 37_500, 37_500 + 18_750),
+    (699_050_664, 87_381_333, 262_144, 262_144 + 131_072),  # 3 ms of rate = 256 KiB
+    (699_050_672, 87_381_334, 262_144, 262_144 + 131_073),  # above: the burst stays 256 KiB
+    (10**9, 125_000_000, 262_144, 262_144 + 187_500),
+    (10**10, 1_250_000_000, 262_144, 262_144 + 1_875_000),
+    (1000, 125, 3028, 12_112),  # the smallest rate the annotations accept
+    (8_074_664, 1_009_333, 3028, 12_112),  # 3 ms of rate is just below the burst floor
+    (8_074_672, 1_009_334, 3029, 12_112),  # just above: rounded up
+    (1001, 126, 3028, 12_112),  # bits/8 rounded up
 ]
 
 
@@ -55,8 +68,8 @@ def test_default_burst_and_limit(rate_bits: int, rate_bytes: int, burst: int, li
 def test_rate_just_below_and_at_the_32_bit_limit() -> None:
     top = tbf_params(8 * MAX_RATE_BYTES_PER_S)
     assert top.rate_bytes_per_s == MAX_RATE_BYTES_PER_S
-    assert top.burst_bytes == 17_179_870  # ceil(4294967295 * 4 / 1000)
-    assert top.limit_bytes == top.burst_bytes + 8_589_935  # ceil(4294967295 * 2 / 1000)
+    assert top.burst_bytes == MAX_DEFAULT_BURST_BYTES
+    assert top.limit_bytes == top.burst_bytes + 6_442_451  # ceil(4294967295 * 1.5 / 1000)
     assert tbf_params(8 * MAX_RATE_BYTES_PER_S - 1).rate_bytes_per_s == MAX_RATE_BYTES_PER_S
 
 
@@ -89,7 +102,7 @@ def test_explicit_burst(rate_bits: int, burst_bits: int, burst_bytes: int) -> No
     params = tbf_params(rate_bits, burst_bits=burst_bits)
     assert params.burst_bytes == burst_bytes
     queue = max(-(-params.rate_bytes_per_s * DEFAULT_LATENCY_US // 10**6), 1514)
-    assert params.limit_bytes == burst_bytes + queue
+    assert params.limit_bytes == max(burst_bytes + queue, MIN_DEFAULT_LIMIT_BYTES)
 
 
 @pytest.mark.parametrize("burst_bits", [1513 * 8, 8, 1000, 12_000])
@@ -134,12 +147,13 @@ def test_rate_too_low_for_the_default_burst_blames_the_rate() -> None:
 
 
 EXPLICIT_LATENCIES = [
-    # rate bit/s, latency us, limit - burst
+    # rate bit/s, latency us, limit - burst (no 8-frame floor: the latency was asked for)
     (10**8, 5000, 62_500),
     (10**8, 1, 1514),  # the queue always holds one full frame
     (10**8, 0, 1514),
     (10**9, 10_000_000, 1_250_000_000),
     (10**7, 1234, 1543),  # ceil(1_250_000 * 1234 / 1e6) = ceil(1542.5)
+    (10**6, 2000, 1514),  # 250 B at 1 Mbit/s: one frame, and the limit below 8 frames
 ]
 
 
@@ -163,6 +177,11 @@ def test_latency_must_be_a_non_negative_int(latency_us: object) -> None:
     assert info.value.field == "latency"
 
 
+def test_default_limit_floor_holds_eight_frames_even_with_an_explicit_burst() -> None:
+    assert tbf_params(10**7, burst_bits=8 * 1514).limit_bytes == MIN_DEFAULT_LIMIT_BYTES
+    assert tbf_params(10**7, burst_bits=8 * 1514, latency_us=0).limit_bytes == 2 * 1514
+
+
 def test_limit_above_u32_bytes_blames_the_latency() -> None:
     # 4294967295 B/s for 2 s: 8.6 GB of queue.
     with pytest.raises(TbfError, match="queue limit .* above the kernel's u32 limit") as info:
@@ -170,7 +189,7 @@ def test_limit_above_u32_bytes_blames_the_latency() -> None:
     assert info.value.field == "latency"
     # Right at the edge: burst + queue == 2^32 - 1 is allowed.
     rate_bytes = 10**9
-    burst_bytes = 4 * 10**6
+    burst_bytes = MAX_DEFAULT_BURST_BYTES
     queue_bytes = MAX_LIMIT_BYTES - burst_bytes
     latency_us = queue_bytes * 10**6 // rate_bytes  # rate * latency rounds up to at most queue
     params = tbf_params(8 * rate_bytes, latency_us=latency_us)
@@ -191,6 +210,7 @@ def test_tbf_error_is_a_value_error() -> None:
 
 LATENCIES_OF = [
     (TbfParams(1_250_000, 5000, 7500), 2000),
+    (TbfParams(1_250_000, 3750, 12_112), 6690),  # 10 Mbit/s defaults: the 8-frame floor
     (TbfParams(125_000, 3028, 4542), 12_112),  # the one-frame queue floor at 1 Mbit/s
     (TbfParams(3, 10, 11), 333_334),  # rounded up
     (TbfParams(1000, 10, 10), 0),
@@ -228,12 +248,43 @@ def test_params_are_always_kernel_safe_or_an_error(
     assert params.burst_bytes + 1514 <= params.limit_bytes <= MAX_LIMIT_BYTES
     assert params.burst_bytes * 10**6 <= MAX_BUCKET_TIME_US * params.rate_bytes_per_s
     if burst_bits is None:
-        assert params.burst_bytes >= MIN_BURST_BYTES
+        assert MIN_BURST_BYTES <= params.burst_bytes <= max(MAX_DEFAULT_BURST_BYTES, MIN_BURST_BYTES)
+    if latency_us is None:
+        assert params.limit_bytes >= MIN_DEFAULT_LIMIT_BYTES
     # The latency form covers at least the limit (an adapter passing it loses nothing) and is
     # the requested latency up to rounding.
     latency = latency_us_of(params)
     assert params.rate_bytes_per_s * latency >= (params.limit_bytes - params.burst_bytes) * 10**6
     requested = DEFAULT_LATENCY_US if latency_us is None else latency_us
     assert latency >= requested
-    if params.limit_bytes - params.burst_bytes > 1514:
+    floored = latency_us is None and params.limit_bytes == MIN_DEFAULT_LIMIT_BYTES
+    if params.limit_bytes - params.burst_bytes > 1514 and not floored:
         assert latency <= requested + -(-(10**6) // params.rate_bytes_per_s)
+
+
+GSO = [
+    # burst bytes -> gso_max_size for the pod's eth0 (None: the kernel's default already fits)
+    (1514, 1448),  # one frame: single-segment packets
+    (3028, 2896),  # two frames
+    (3750, 3586),  # 10 Mbit/s defaults
+    (18_750, 17_932),  # 50 Mbit/s defaults
+    (37_500, 35_865),  # 100 Mbit/s defaults
+    (68_523, 65_535),  # the largest bucket that still needs a cap
+    (68_524, None),  # 68524 * 1448 // 1514 = 65536: the default fits
+    (262_144, None),  # defaults from ~700 Mbit/s up
+]
+
+
+@pytest.mark.parametrize(("burst_bytes", "gso"), GSO)
+def test_gso_max_bytes(burst_bytes: int, gso: int | None) -> None:
+    assert gso_max_bytes(TbfParams(125_000, burst_bytes, burst_bytes + 1514)) == gso
+
+
+@PROPERTY
+@given(burst_bytes=st.integers(1514, 10**7))
+def test_gso_packets_of_full_frames_fit_the_bucket(burst_bytes: int) -> None:
+    gso = gso_max_bytes(TbfParams(10**6, burst_bytes, burst_bytes + 1514))
+    size = GSO_LEGACY_MAX_BYTES if gso is None else gso
+    assert 1448 <= size <= GSO_LEGACY_MAX_BYTES
+    # A GSO packet carries at most size // 1448 full segments; TBF counts 1514 bytes for each.
+    assert (size // 1448) * 1514 <= burst_bytes
