@@ -69,7 +69,7 @@ from agent.model.ownership import ifb_name  # noqa: E402
 from agent.model.snapshot import Snapshot  # noqa: E402
 from agent.model.status import DirectionStatus, PodShapingStatus  # noqa: E402
 from agent.netlink.stats_socket import StatsSocketPool  # noqa: E402
-from tests.integration.agent_process import AgentProcess, free_port, parse_metrics, select  # noqa: E402
+from tests.integration.agent_process import AgentProcess, free_port, select  # noqa: E402
 
 LOCK_PATH = "/tmp/podbw-bench.lock"
 AGENT_HOOKS = str(REPO_ROOT / "bench" / "agent_hooks")

@@ -19,7 +19,7 @@ from agent.netlink import held_gil
 from agent.netlink import stats_parse as sp
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
-from tests.unit.test_netlink_parse import attr, done, link_payload, nlmsg, qdisc_payload
+from tests.unit.test_netlink_parse import attr, done, nlmsg, qdisc_payload
 
 STATS64_NEWER = tuple(range(100, 116))  # fields newer kernels append after the first 8
 
