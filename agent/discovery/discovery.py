@@ -296,7 +296,9 @@ class Discovery:
             started = time.monotonic()
             got_any = False
             try:
-                for event in self._client().events():
+                with self._cri_lock:
+                    client = self._client()
+                for event in client.events():
                     got_any = True
                     backoff.reset()
                     if self._stop.is_set():
