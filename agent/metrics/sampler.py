@@ -2,13 +2,24 @@
 
 Scrapes never touch netlink; they render `Sampler.latest`. This pass is the hot path (hundreds
 of namespaces every second), so it does plain dict/tuple work on the raw reader's records and
-nothing more: one round trip per pod namespace (links and qdiscs together), and an idle pod's
-sample from the previous pass is reused rather than rebuilt (bench/collect.py measures it).
+nothing more (bench/collect.py measures it):
+
+- The host namespace is dumped once per pass. A veth's byte and packet counters are its peer's
+  mirrored (the kernel reports one side's transmit as the other side's receive), so when every
+  interface of a pod is a veth whose host-side peer did not change since the last pass, the pod
+  did not send or receive anything, and its egress qdisc passed nothing: its own dump from the
+  previous pass is still true and its namespace is not entered. What only the pod's side counts
+  without any traffic moving (a transmit dropped because the host side is down, an interface
+  added in the pod without a veth to the host) is picked up by a full read that every pod gets
+  at least every FULL_READ_MAX_AGE_S, spread over passes.
+- A pod read in full costs one round trip into its namespace (links and qdiscs together).
+- An idle pod's sample from the previous pass is reused rather than rebuilt.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -40,14 +51,20 @@ LOOPBACK = "lo"
 _INGRESS, _EGRESS = Direction.INGRESS, Direction.EGRESS
 # A namespace that vanished between discovery and the dump is routine churn, not an agent fault.
 _NAMESPACE_ERRORS = (NetnsGone, NetlinkError, OSError)
+FULL_READ_MAX_AGE_S = 15.0
+"""A pod whose host-side peers showed no change is still read in full at least this often (one
+default Prometheus scrape interval): counters only its own side keeps are at most this stale.
+Each pod's next full read is due after 0.5..1x this, at random, so pods first read together do
+not all come due in the same pass."""
 
 
 class _Namespace:
     """One namespace's dump, indexed for the lookups a pass needs."""
 
-    __slots__ = ("ifindex_by_name", "podbw_root_by_ifindex")
+    __slots__ = ("link_by_ifindex", "ifindex_by_name", "podbw_root_by_ifindex")
 
     def __init__(self, links: Sequence[LinkStats], qdiscs: Sequence[QdiscStats]) -> None:
+        self.link_by_ifindex = {link.ifindex: link for link in links}
         self.ifindex_by_name = {link.name: link.ifindex for link in links}
         self.podbw_root_by_ifindex = {
             q.ifindex: q for q in qdiscs if q.parent == TC_H_ROOT and q.handle == PODBW_ROOT_HANDLE
@@ -89,6 +106,12 @@ def _same_items(a: Sequence[object], b: Sequence[object]) -> bool:
 _EMPTY_NAMESPACE = _Namespace((), ())
 
 
+def _any_on_host(statuses: Mapping[str, PodShapingStatus]) -> bool:
+    """Whether some limit sits on a host device (a host veth, an ifb): the host's qdiscs are
+    dumped only then (its links always are)."""
+    return any(d.device and not d.device_in_pod for s in statuses.values() for d in s.directions.values())
+
+
 class _PeakWindow:
     """Max over a trailing time window in O(1) amortised: a deque of decreasing values."""
 
@@ -108,13 +131,56 @@ class _PeakWindow:
         return entries[0][1]
 
 
+def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, ...] | None:
+    """The host-side peer of each of the pod's interfaces, or None unless every one of them is
+    a veth whose peer is in the host and mirrors it right now.
+
+    An ifindex is only unique within a namespace, so the pair is confirmed both ways (each names
+    the other as its peer) and by the counters: the peer's transmit is the pod's receive and
+    vice versa, exactly, when neither moved between the two dumps. A busy pod fails that check
+    and is simply read in full again next pass. A pod with no interface yet (the runtime pins
+    the namespace before CNI adds eth0) is read every pass, so eth0 shows up at once."""
+    if not own:
+        return None
+    peers = []
+    by_ifindex = host.link_by_ifindex
+    for link in own:
+        if link.kind != "veth" or link.link_netnsid < 0:
+            return None
+        peer = by_ifindex.get(link.link_ifindex)
+        if (
+            peer is None
+            or peer.link_ifindex != link.ifindex
+            or peer.kind != "veth"
+            or peer.tx_bytes != link.rx_bytes
+            or peer.rx_bytes != link.tx_bytes
+            or peer.tx_packets != link.rx_packets
+            or peer.rx_packets != link.tx_packets
+        ):
+            return None
+        peers.append(peer)
+    return tuple(peers)
+
+
+def _peers_unchanged(peers: tuple[LinkStats, ...], host: _Namespace) -> bool:
+    by_ifindex = host.link_by_ifindex
+    for peer in peers:
+        now = by_ifindex.get(peer.ifindex)
+        # The reader hands out the same object for unchanged bytes; == covers a re-decode.
+        if now is not peer and now != peer:
+            return False
+    return True
+
+
 class _PodCounters:
-    """What the previous pass saw for one pod: byte counters, the peak windows, and the
-    samples it produced (reused whole when nothing changed, as for most idle pods)."""
+    """What the previous pass saw for one pod: byte counters, the peak windows, the samples it
+    produced (reused whole when nothing changed, as for most idle pods), and the pod's own dump
+    with the host-side peers it was confirmed against (to skip reading an unchanged pod)."""
 
     __slots__ = (
         "at_s", "ifindexes", "rx_bytes", "tx_bytes", "ingress_peak", "egress_peak",
         "sample", "ingress", "egress",
+        "links", "qdiscs", "with_qdiscs", "status", "host_peers", "full_read_due_s",
     )
 
     def __init__(self) -> None:
@@ -127,6 +193,25 @@ class _PodCounters:
         self.sample: PodSample | None = None
         self.ingress: DirectionSample | None = None
         self.egress: DirectionSample | None = None
+        self.links: Sequence[LinkStats] = ()
+        self.qdiscs: Sequence[QdiscStats] = ()
+        self.with_qdiscs = False
+        self.status: PodShapingStatus | None = None
+        self.host_peers: tuple[LinkStats, ...] | None = None
+        """Set after a full read whose interfaces all mirror a host peer; None: read in full."""
+        self.full_read_due_s = 0.0
+
+    def can_skip_read(self, status: PodShapingStatus, needs_pod_qdiscs: bool, host: _Namespace, at_s: float) -> bool:
+        """True when the previous pass's dump of this pod is still what its namespace holds."""
+        peers = self.host_peers
+        return (
+            peers is not None
+            and at_s < self.full_read_due_s
+            and (self.with_qdiscs or not needs_pod_qdiscs)
+            # A limit change may have replaced the pod's qdisc: read what is there now.
+            and (self.status is status or self.status == status)
+            and _peers_unchanged(peers, host)
+        )
 
 
 def _rate(previous: int, current: int, elapsed_s: float) -> float:
@@ -191,17 +276,24 @@ class Sampler:
         statuses = self._shaping()
         self._pool.retain({pod.netns_path for pod in pods})
 
-        host: _Namespace | None = None  # dumped on first need: unshaped nodes never pay for it
+        # The host first: its veths tell which pods' namespaces need reading at all.
+        host = self._dump_host(_any_on_host(statuses)) if pods else _EMPTY_NAMESPACE
+        host_at_s = clock()
+        counters_by_pod = self._counters
         samples: list[PodSample] = []
+        full_reads = 0
         for pod in pods:
             status = statuses.get(pod.sandbox_id) or PodShapingStatus(pod.sandbox_id)
-            needs_pod_qdiscs = needs_host = False
+            needs_pod_qdiscs = False
             for d in status.directions.values():
-                if d.device:
-                    if d.device_in_pod:
-                        needs_pod_qdiscs = True
-                    else:
-                        needs_host = True
+                if d.device and d.device_in_pod:
+                    needs_pod_qdiscs = True
+            counters = counters_by_pod.get(pod.sandbox_id)
+            if counters is None:
+                counters = counters_by_pod[pod.sandbox_id] = _PodCounters()
+            elif counters.can_skip_read(status, needs_pod_qdiscs, host, host_at_s):
+                samples.append(self._pod_sample(pod, status, counters, counters.links, counters.qdiscs, host, host_at_s))
+                continue
             try:
                 sock = self._pool.get(pod.netns_path)
                 if not needs_pod_qdiscs:
@@ -213,9 +305,13 @@ class Sampler:
                 self._pool.forget(pod.netns_path)
                 continue
             at_s = clock()
-            if needs_host and host is None:
-                host = self._dump_host()
-            samples.append(self._pod_sample(pod, status, links, qdiscs, host, at_s))
+            full_reads += 1
+            sample = self._pod_sample(pod, status, counters, links, qdiscs, host, at_s)
+            samples.append(sample)
+            counters.links, counters.qdiscs, counters.with_qdiscs = links, qdiscs, needs_pod_qdiscs
+            counters.status = status
+            counters.host_peers = _host_peers(sample.links, host)
+            counters.full_read_due_s = at_s + FULL_READ_MAX_AGE_S * random.uniform(0.5, 1.0)
 
         live = {pod.sandbox_id for pod in pods}
         if any(k not in live for k in self._counters):
@@ -233,13 +329,15 @@ class Sampler:
         self._health.sample_done(duration_s, finished_s)
         # One line per pass at debug level: its timestamps give the real pass cadence
         # (bench/collect.py measures the interval under scrape load from them).
-        log.debug("sample pass done: %d pods in %.1f ms", len(samples), duration_s * 1000)
+        log.debug(
+            "sample pass done: %d pods (%d read in full) in %.1f ms", len(samples), full_reads, duration_s * 1000
+        )
         return snapshot
 
-    def _dump_host(self) -> _Namespace:
+    def _dump_host(self, with_qdiscs: bool) -> _Namespace:
         try:
             sock = self._pool.get(None)
-            host = _Namespace(*_links_and_qdiscs(sock))
+            host = _Namespace(*_links_and_qdiscs(sock)) if with_qdiscs else _Namespace(sock.links(), ())
         except _NAMESPACE_ERRORS as exc:
             # Logged once per outage: at 1 s intervals a log line per pass would flood.
             if not self._host_failing:
@@ -255,9 +353,10 @@ class Sampler:
         self,
         pod: Pod,
         status: PodShapingStatus,
+        counters: _PodCounters,
         links: Sequence[LinkStats],
         qdiscs: Sequence[QdiscStats],
-        host: _Namespace | None,
+        host: _Namespace,
         at_s: float,
     ) -> PodSample:
         own = [link for link in links if link.name != LOOPBACK]
@@ -267,9 +366,6 @@ class Sampler:
             tx_bytes += link.tx_bytes
         ifindexes = tuple([link.ifindex for link in own])
 
-        counters = self._counters.get(pod.sandbox_id)
-        if counters is None:
-            counters = self._counters[pod.sandbox_id] = _PodCounters()
         if counters.ifindexes == ifindexes:
             elapsed_s = at_s - counters.at_s
             ingress_rate = _rate(counters.rx_bytes, rx_bytes, elapsed_s)
@@ -292,7 +388,7 @@ class Sampler:
             if d.device_in_pod:
                 qdisc = _podbw_root_in(links, qdiscs, d.device)
             else:
-                qdisc = (host or _EMPTY_NAMESPACE).podbw_root(d.device)
+                qdisc = host.podbw_root(d.device)
             if direction is _INGRESS:
                 ingress_qdisc = qdisc
             else:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agent.model.direction import Direction
 from agent.model.pod import Pod
 from agent.model.status import PodShapingStatus
 
 
-@dataclass(frozen=True, slots=True)
-class LinkStats:
-    """One interface's 64-bit counters (IFLA_STATS64) as its own namespace sees them."""
+class LinkStats(NamedTuple):
+    """One interface's 64-bit counters (IFLA_STATS64) as its own namespace sees them.
+
+    A NamedTuple rather than a frozen dataclass, as is QdiscStats: the sampler builds one per
+    changed interface every second for hundreds of pods, and a frozen dataclass's __init__
+    (one object.__setattr__ per field) costs ~8x a tuple's construction."""
 
     ifindex: int
     name: str
@@ -30,8 +34,7 @@ class LinkStats:
     tx_dropped: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class QdiscStats:
+class QdiscStats(NamedTuple):
     """One qdisc's TCA_STATS2 counters."""
 
     ifindex: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.metrics.sampler import JOB_ID, Sampler
+from agent.metrics.sampler import FULL_READ_MAX_AGE_S, JOB_ID, Sampler
 from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, TC_H_ROOT
 from agent.model.health import HealthRecorder
@@ -334,10 +334,12 @@ def test_foreign_or_missing_qdisc_is_not_reported() -> None:
     assert directions[Direction.EGRESS].qdisc is None
 
 
-def test_host_namespace_dumped_once_per_pass_and_only_when_needed() -> None:
+def test_host_links_dumped_once_per_pass_and_host_qdiscs_only_when_needed() -> None:
     h = Harness("a", "b")
     h.sample_at(1.0)
-    assert None not in h.pool.get_calls  # nothing shaped on host devices
+    host = h.pool.sockets[None]
+    assert h.pool.get_calls.count(None) == 1 and host.link_calls == 1
+    assert host.qdisc_calls == 0  # nothing shaped on host devices
     assert h.socket("a").qdisc_calls == 0  # nor in the pods
 
     for pod in h.pods:
@@ -345,7 +347,7 @@ def test_host_namespace_dumped_once_per_pass_and_only_when_needed() -> None:
     h.pool.get_calls.clear()
     h.sample_at(2.0)
     assert h.pool.get_calls.count(None) == 1
-    assert h.pool.sockets[None].qdisc_calls == 1
+    assert host.link_calls == 2 and host.qdisc_calls == 1
     assert h.socket("a").qdisc_calls == 1
 
 
@@ -423,3 +425,131 @@ def test_job_body_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture)
 def test_invalid_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="interval"):
         Sampler(lambda: [], lambda: {}, FakePool(), HealthRecorder(), interval_s=0)  # type: ignore[arg-type]
+
+
+# ---- pods whose host-side veth peers did not change are not read again --------------------
+
+
+def host_peer(ifindex: int, peer_ifindex: int, rx: int, tx: int, packets: int = 0) -> LinkStats:
+    """A host veth mirroring a pod's eth0: its receive is the pod's transmit."""
+    return LinkStats(ifindex=ifindex, name=f"veth{ifindex}", link_ifindex=peer_ifindex, link_netnsid=3,
+                     kind="veth", rx_bytes=tx, tx_bytes=rx, rx_packets=packets, tx_packets=packets)
+
+
+def pod_eth0(rx: int, tx: int, peer_ifindex: int = 7, packets: int = 0) -> LinkStats:
+    return LinkStats(ifindex=2, name="eth0", link_ifindex=peer_ifindex, link_netnsid=0, kind="veth",
+                     rx_bytes=rx, tx_bytes=tx, rx_packets=packets, tx_packets=packets)
+
+
+class MirroredHarness(Harness):
+    """Pod `a`'s eth0 (ifindex 2) is the peer of host veth 7."""
+
+    def __init__(self) -> None:
+        super().__init__("a")
+        self.move(0, 0)
+
+    def move(self, rx: int, tx: int, packets: int = 0) -> None:
+        self.socket("a").links_result = [lo(), pod_eth0(rx, tx, packets=packets)]
+        self.pool.sockets[None].links_result = [lo(), host_peer(7, 2, rx, tx, packets)]
+
+    @property
+    def reads(self) -> int:
+        return self.socket("a").link_calls
+
+
+def test_idle_mirrored_pod_is_not_read_again_and_its_sample_is_reused() -> None:
+    h = MirroredHarness()
+    h.sample_at(1.0)
+    first = h.sample_at(2.0)
+    second = h.sample_at(3.0)
+    assert h.reads == 1  # read at t=1, where eth0 mirrored its peer
+    assert by_name(second)["a"] is by_name(first)["a"]
+    assert rates(second, "a") == (0.0, 0.0)
+
+
+def test_traffic_seen_on_the_host_peer_makes_the_pod_read_with_its_rate() -> None:
+    h = MirroredHarness()
+    h.sample_at(1.0)
+    h.sample_at(2.0)
+    h.move(rx=5_000, tx=1_000, packets=4)
+    snap = h.sample_at(3.0)
+    assert h.reads == 2
+    assert rates(snap, "a") == (5_000.0, 1_000.0)
+    assert by_name(snap)["a"].links[0].rx_bytes == 5_000
+    h.sample_at(4.0)  # unchanged again, and the fresh dump matches the peer: skipped
+    assert h.reads == 2
+
+
+def test_pod_only_counters_are_read_within_the_full_read_age() -> None:
+    h = MirroredHarness()
+    h.sample_at(1.0)  # confirmed against the peer: the next full read is due in 7.5..15 s
+    h.socket("a").links_result = [lo(), pod_eth0(0, 0)._replace(tx_dropped=9)]  # host sees nothing
+    h.sample_at(1.0 + FULL_READ_MAX_AGE_S / 2 - 0.1)
+    assert h.reads == 1
+    snap = h.sample_at(1.0 + FULL_READ_MAX_AGE_S)
+    assert h.reads == 2
+    assert by_name(snap)["a"].links[0].tx_dropped == 9
+
+
+def test_a_changed_shaping_status_makes_the_pod_read() -> None:
+    h = MirroredHarness()
+    h.sample_at(1.0)
+    h.sample_at(2.0)
+    h.statuses["sb-a"] = shaped_status(h.pods[0])  # egress now on eth0: the pod's qdiscs are needed
+    h.socket("a").qdiscs_result = [tbf(2, bytes=77)]
+    snap = h.sample_at(3.0)
+    assert h.reads == 2 and h.socket("a").qdisc_calls == 1
+    assert by_name(snap)["a"].directions[Direction.EGRESS].qdisc == tbf(2, bytes=77)
+    h.statuses["sb-a"] = shaped_status(h.pods[0])  # equal, a new object (a resync): no read
+    h.sample_at(4.0)
+    assert h.reads == 2
+
+
+@pytest.mark.parametrize(
+    "host_links",
+    [
+        pytest.param([host_peer(7, 5, 0, 0)], id="peer-names-another-ifindex"),
+        pytest.param([host_peer(7, 2, 0, 0)._replace(kind="dummy")], id="peer-not-a-veth"),
+        pytest.param([host_peer(8, 2, 0, 0)], id="no-link-at-the-peer-ifindex"),
+        pytest.param([host_peer(7, 2, 0, 1)], id="counters-not-mirrored"),
+        pytest.param([], id="host-dump-failed"),
+    ],
+)
+def test_pod_without_a_confirmed_host_peer_is_read_every_pass(host_links: list[LinkStats]) -> None:
+    h = MirroredHarness()
+    h.pool.sockets[None].links_result = host_links
+    if not host_links:
+        h.pool.sockets[None].error = NetlinkError("host dump failed")
+    for t in (1.0, 2.0, 3.0):
+        h.sample_at(t)
+    assert h.reads == 3
+
+
+def test_pod_with_a_non_veth_interface_is_read_every_pass() -> None:
+    h = MirroredHarness()
+    macvlan = LinkStats(ifindex=3, name="net1", kind="macvlan")
+    h.socket("a").links_result = [lo(), pod_eth0(0, 0), macvlan]
+    for t in (1.0, 2.0, 3.0):
+        h.sample_at(t)
+    assert h.reads == 3
+
+
+def test_pod_without_interfaces_yet_is_read_every_pass() -> None:
+    # The runtime pins the namespace before CNI adds eth0: the interface must show up at once.
+    h = MirroredHarness()
+    h.socket("a").links_result = [lo()]
+    h.sample_at(1.0)
+    h.sample_at(2.0)
+    h.move(0, 0)  # CNI added eth0
+    snap = h.sample_at(3.0)
+    assert h.reads == 3
+    assert [link.name for link in by_name(snap)["a"].links] == ["eth0"]
+
+
+def test_replaced_host_peer_makes_the_pod_read() -> None:
+    h = MirroredHarness()
+    h.sample_at(1.0)
+    h.sample_at(2.0)
+    h.pool.sockets[None].links_result = [lo()]  # the veth pair is gone
+    h.sample_at(3.0)
+    assert h.reads == 2
