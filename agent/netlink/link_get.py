@@ -1,0 +1,89 @@
+"""Read one device's name, kind, peer and GSO size with a single RTM_GETLINK request.
+
+The reconciler looks up a handful of devices per pod on every resync; pyroute2 decodes each
+answer in full (~40 attributes, ~1 ms on this VM), this reads the five it needs.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from dataclasses import dataclass
+
+from agent.netlink.single_get import NLA_TYPE_MASK, NLATTR, attr, cstr, get_one
+
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+IFLA_IFNAME = 3
+IFLA_LINK = 5
+IFLA_LINKINFO = 18
+IFLA_INFO_KIND = 1
+IFLA_EXT_MASK = 29
+IFLA_LINK_NETNSID = 37
+IFLA_GSO_MAX_SIZE = 41
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_U32 = struct.Struct("=I")
+_S32 = struct.Struct("=i")
+
+
+@dataclass(frozen=True, slots=True)
+class RawLink:
+    index: int
+    name: str
+    kind: str
+    link_index: int
+    """IFLA_LINK: a veth's peer ifindex (in the peer's namespace); 0 when absent."""
+    link_netnsid: int
+    """IFLA_LINK_NETNSID; -1 when absent."""
+    gso_max_size: int
+    """IFLA_GSO_MAX_SIZE; 0 when absent."""
+
+
+def get_link(sock: socket.socket, index: int = 0, name: str = "") -> RawLink | None:
+    """The device with this ifindex (or, with index 0, this name); None when there is none."""
+    payload = _IFINFOMSG.pack(0, 0, index, 0, 0)
+    if not index:
+        payload += attr(IFLA_IFNAME, name.encode() + b"\0")
+    # Statistics are most of a link message and nothing here needs them.
+    payload += attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+    return get_one(sock, RTM_GETLINK, payload, RTM_NEWLINK, parse_link, absent=(errno.ENODEV,))
+
+
+def parse_link(data: bytes, start: int, end: int) -> RawLink:
+    index = _IFINFOMSG.unpack_from(data, start)[2]
+    name = kind = ""
+    link_index = gso_max_size = 0
+    link_netnsid = -1
+    pos = start + _IFINFOMSG.size
+    while pos + NLATTR.size <= end:
+        attr_len, attr_type = NLATTR.unpack_from(data, pos)
+        if attr_len < NLATTR.size:
+            break
+        value, value_end = pos + NLATTR.size, min(pos + attr_len, end)
+        attr_type &= NLA_TYPE_MASK
+        if attr_type == IFLA_IFNAME:
+            name = cstr(data, value, value_end)
+        elif attr_type == IFLA_LINK and value_end - value >= 4:
+            link_index = _U32.unpack_from(data, value)[0]
+        elif attr_type == IFLA_LINK_NETNSID and value_end - value >= 4:
+            link_netnsid = _S32.unpack_from(data, value)[0]
+        elif attr_type == IFLA_GSO_MAX_SIZE and value_end - value >= 4:
+            gso_max_size = _U32.unpack_from(data, value)[0]
+        elif attr_type == IFLA_LINKINFO:
+            kind = _info_kind(data, value, value_end)
+        pos += (attr_len + 3) & ~3
+    return RawLink(index, name, kind, link_index, link_netnsid, gso_max_size)
+
+
+def _info_kind(data: bytes, pos: int, end: int) -> str:
+    while pos + NLATTR.size <= end:
+        attr_len, attr_type = NLATTR.unpack_from(data, pos)
+        if attr_len < NLATTR.size:
+            break
+        if attr_type & NLA_TYPE_MASK == IFLA_INFO_KIND:
+            return cstr(data, pos + NLATTR.size, min(pos + attr_len, end))
+        pos += (attr_len + 3) & ~3
+    return ""
