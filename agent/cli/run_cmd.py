@@ -59,6 +59,10 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.service.malloc_tuning import tune_malloc
+
+    # Before Agent() starts any thread: arenas are created per thread as they first allocate.
+    tune_malloc()
     from agent.service.agent import Agent
 
     agent = Agent(settings_from_args(args))
