@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from agent.lab import cri_process
 from agent.lab.config import DEFAULT_NAME, LabConfig, lab_names
 from agent.lab.errors import LabError
-from agent.lab.node import LabNode
-from agent.lab.spec import PodSpec, generic_pods, load_spec
+
+if TYPE_CHECKING:
+    from agent.lab.spec import PodSpec
+
+# The node, spec and CRI process modules (CNI, YAML, netns, subprocess handling) are imported by
+# the commands that use them: every `podbw` invocation, `podbw run` included, builds this parser.
 
 
 def add_lab_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -84,6 +87,10 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    from agent.lab import cri_process
+    from agent.lab.node import LabNode
+    from agent.lab.spec import generic_pods, load_spec
+
     specs: list[PodSpec] = load_spec(args.spec) if args.spec else []
     specs += generic_pods(args.pods)
     node = LabNode(LabConfig.for_name(args.name, netns_dir=args.netns_dir))
@@ -110,6 +117,9 @@ def _parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
+    from agent.lab.node import LabNode
+    from agent.lab.spec import PodSpec
+
     namespace, sep, name = args.pod.rpartition("/")
     spec = PodSpec(
         name=name,
@@ -124,12 +134,16 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
+    from agent.lab.node import LabNode
+
     pod = LabNode.attach(args.name).delete(args.pod)
     print(f"deleted {pod.key} ({pod.sandbox_id[:13]})")
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from agent.lab.node import LabNode
+
     node = LabNode.attach(args.name)
     state = node.state()
     if state is None:
@@ -150,6 +164,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
+    from agent.lab.node import LabNode
+
     names = lab_names() if args.all else [args.name]
     for name in names:
         LabNode.attach(name).down()

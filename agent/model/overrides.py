@@ -4,11 +4,12 @@ creation). Format: a YAML mapping `namespace/name: {annotation key: value}`."""
 
 from __future__ import annotations
 
-from typing import Mapping
-
-import yaml
+from typing import TYPE_CHECKING, Mapping
 
 from agent.model.valuetext import quote_value
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_OVERRIDES_CHARS = 1024 * 1024
 """1 MiB: thousands of pods' worth; bounds parse time and memory for a file anyone may edit."""
@@ -19,6 +20,8 @@ class OverridesError(ValueError):
 
 
 def _yaml_error(text: str, exc: yaml.YAMLError) -> OverridesError:
+    import yaml  # loaded by parse_overrides already
+
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if mark is not None:
         where = f"line {mark.line + 1}, column {mark.column + 1}"
@@ -75,6 +78,10 @@ def parse_overrides(text: str) -> dict[str, dict[str, str]]:
         raise OverridesError(
             f"annotations file: {len(text)} characters is larger than 1 MiB ({MAX_OVERRIDES_CHARS})"
         )
+    # Imported here: PyYAML (and the datetime/base64 it pulls in) stays out of agents that have
+    # no annotations file.
+    import yaml
+
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
