@@ -78,6 +78,29 @@ def expected_tbf(params: TbfParams) -> TbfKernelParams:
     )
 
 
+PSCHED_TICK_NS = 64
+"""The kernel's psched tick (PSCHED_SHIFT 6): the unit of TBF's buffer (the bucket as time)."""
+
+
+def bucket_bytes(tbf: TbfKernelParams) -> int:
+    """The largest packet the TBF lets through: its buffer time at its rate, in whole bytes, as
+    the kernel computes it (psched_ns_t2l). Up to ~1 us of rate below the burst asked for: tc
+    rounds the buffer down to whole microseconds, then to whole ticks."""
+    return tbf.buffer_ticks * PSCHED_TICK_NS * tbf.rate_bytes_per_s // 1_000_000_000
+
+
+def bucket_shrinks(current: TbfKernelParams, params: TbfParams) -> bool:
+    """True when applying `params` over `current` lets through smaller packets than before.
+
+    TBF keeps its queue across a change, and a queued packet larger than the new bucket can
+    never gather enough tokens: it blocks the queue for good (seen here: 100M -> 20M left two
+    ~27 KB GSO packets at the head and the pod's traffic at 0 until the end of the run). Such a
+    change has to start from an empty queue. Compared exactly, with no tolerance: a bucket a few
+    bytes smaller through the microsecond rounding (e.g. 1G -> 2G, both 256 KiB) costs one
+    needless queue flush, while a missed shrink costs a device wedged until the next change."""
+    return bucket_bytes(expected_tbf(params)) < bucket_bytes(current)
+
+
 class NetnsTc:
     """pyroute2 handle bound to one namespace (None: the agent's own, i.e. the host's).
 

@@ -24,7 +24,7 @@ from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes
 from agent.model.tbf_params import TbfParams
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
-from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, expected_tbf
+from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
 from agent.shaping.devices import PodDevices, find_pod_devices
 from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
@@ -203,11 +203,22 @@ class Reconciler:
         if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
             return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
         op = {Owner.PODBW: "update", Owner.DEFAULT: "apply", Owner.FOREIGN: "takeover"}[owner]
-        self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
+        if owner is Owner.PODBW and root is not None and root.tbf is not None and bucket_shrinks(root.tbf, want.params):
+            # A smaller bucket must start from an empty queue (see bucket_shrinks): a new TBF
+            # drops the few packets queued (TCP resends them) instead of wedging the device, and
+            # its counters start again (a counter reset, as Prometheus and the sampler expect).
+            self._op(op, lambda: self._recreate_tbf(tc, index, root.handle, want.params, device))
+        else:
+            self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
         log.info(
             "pod %s: %s limit %s on %s (%s)", pod.key, want.direction.value, describe(want.params), device, op
         )
         return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
+
+    @staticmethod
+    def _recreate_tbf(tc: NetnsTc, index: int, handle: int, params: TbfParams, device: str) -> None:
+        tc.delete_root(index, handle, device)
+        tc.replace_tbf(index, PODBW_ROOT_HANDLE, params, device)
 
     def _ensure_gso(self, pod: Pod, pod_tc: NetnsTc, devices: PodDevices, egress: TbfParams | None) -> None:
         """Egress mode `pod`: keep the pod's GSO packets no larger than its egress bucket (see
