@@ -26,6 +26,10 @@ MAX_DEFAULT_BURST_BYTES = 4 * 65536
 dequeue timer, while a longer bucket only lengthens the queue (the limit includes the bucket).
 At 1 Gbit/s with 8 flows, 3 ms (375 KB) gave ping RTT p99 4.5..6.2 ms, 256 KiB 4.0..4.4 ms at the
 same goodput (0.954..0.956); at 5 Gbit/s goodput stayed 0.942..0.955."""
+MIN_DEFAULT_BURST_TIME_US = 1000
+"""...and at least 1 ms of rate (from ~2.1 Gbit/s up): when the dequeue timer fires late, the
+bucket is what carries the rate over the gap. At 5 Gbit/s, 256 KiB (0.42 ms) gave pod egress
+0.947..0.952 in one series and 0.895..0.932 in the full run, 1 ms (625 KB) 0.955..0.956."""
 MIN_BURST_BYTES = 2 * FRAME_BYTES
 """Two full-size Ethernet frames: TBF drops any packet larger than the bucket, and with one frame
 the bucket must refill completely between packets (79% of the rate at 100 Mbit/s here)."""
@@ -45,7 +49,8 @@ MIN_DEFAULT_LIMIT_BYTES = 8 * FRAME_BYTES
 about 3 two-segment TSO bursts plus probing (~8 segments) in flight even when the BDP is tiny.
 At 10 Mbit/s into the pod (host veth) a 5-frame limit gave BBR 0.77 of the rate, 6 frames 0.91,
 7 and 8 frames 0.94..0.95 (CUBIC: 0.95 with 5). It costs RTT below ~21.5 Mbit/s (8 frames =
-9.7 ms at 10 Mbit/s: ping RTT p99 8..10 ms), where a FIFO cannot give both."""
+9.7 ms at 10 Mbit/s: ping RTT p99 8..10 ms), where a FIFO cannot give both. A TBF in front of
+the pod's own TCP (egress mode `pod`) does without it: see without_limit_floor."""
 GSO_LEGACY_MAX_BYTES = 65536
 """The kernel's default gso_max_size (GSO_LEGACY_MAX_SIZE) for a veth."""
 MAX_RATE_BYTES_PER_S = 2**32 - 1
@@ -91,7 +96,8 @@ def tbf_params(
 ) -> TbfParams:
     """TBF rate, bucket and queue limit for a limit of `rate_bits_per_s`.
 
-    burst: `burst_bits` if given, else 3 ms of rate, at most 256 KiB, at least two full frames.
+    burst: `burst_bits` if given, else 3 ms of rate, at most 256 KiB but at least 1 ms of rate
+    and two full frames.
     limit: burst + `latency_us` of rate (default 1.5 ms), at least burst + one full frame; with the
     default latency also at least 8 full frames.
     """
@@ -109,6 +115,7 @@ def tbf_params(
     if burst_bits is None:
         burst_bytes = max(
             min(_ceil_div(rate_bytes_per_s * DEFAULT_BURST_TIME_US, _US_PER_S), MAX_DEFAULT_BURST_BYTES),
+            _ceil_div(rate_bytes_per_s * MIN_DEFAULT_BURST_TIME_US, _US_PER_S),
             MIN_BURST_BYTES,
         )
     else:
@@ -179,3 +186,17 @@ def gso_max_bytes(params: TbfParams) -> int | None:
     if params.burst_bytes * SEGMENT_PAYLOAD_BYTES // FRAME_BYTES >= GSO_LEGACY_MAX_BYTES:
         return None
     return max(params.burst_bytes * SEGMENT_PAYLOAD_BYTES // FRAME_BYTES, SEGMENT_PAYLOAD_BYTES)
+
+
+def without_limit_floor(params: TbfParams) -> TbfParams:
+    """`params` (made with the default latency) with the limit at bucket + DEFAULT_LATENCY_US of
+    rate, at least one frame more, without the 8-frame MIN_DEFAULT_LIMIT_BYTES floor.
+
+    For a TBF whose sender is local: egress mode `pod`, where a full queue pushes back on the
+    pod's own TCP (with gso_max_bytes) instead of losing packets, so the floor that keeps remote
+    BBR senders at the rate only adds delay. At 10 Mbit/s pod egress, bucket + 1.5 ms (5625 B)
+    gave 0.949..0.952 of the rate, no retransmits, ping RTT p99 2.4..3.5 ms and no lost pings;
+    the 8-frame limit 5.4..5.7 ms and up to 70 of 185 pings lost (8 flows)."""
+    queue_bytes = max(_ceil_div(params.rate_bytes_per_s * DEFAULT_LATENCY_US, _US_PER_S), MIN_QUEUE_BYTES)
+    limit_bytes = min(params.limit_bytes, params.burst_bytes + queue_bytes)
+    return TbfParams(params.rate_bytes_per_s, params.burst_bytes, limit_bytes)

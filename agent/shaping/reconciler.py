@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Callable, Mapping
 
-from agent.model.annotations import DesiredDirection, desired_shaping
+from agent.model.annotations import EGRESS_LATENCY, DesiredDirection, desired_shaping
 from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
 from agent.model.health import HealthRecorder
@@ -20,7 +21,7 @@ from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_PREFIX, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
 from agent.model.status import DirectionStatus, PodShapingStatus
-from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes
+from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes, without_limit_floor
 from agent.model.tbf_params import TbfParams
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
@@ -67,6 +68,11 @@ class Reconciler:
         self._problems_now = set()
         annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
         desired = desired_shaping(annotations)
+        want_egress = desired[Direction.EGRESS]
+        if self._settings.egress_mode != EGRESS_MODE_IFB and want_egress.params and EGRESS_LATENCY not in annotations:
+            # The pod's own TCP sits behind this TBF and meets back-pressure, not losses: the
+            # 8-frame floor kept for remote senders would only add delay (see without_limit_floor).
+            desired[Direction.EGRESS] = replace(want_egress, params=without_limit_floor(want_egress.params))
         for want in desired.values():
             if want.state is ShapingState.INVALID:
                 self._report_once(pod, f"invalid:{want.error_key}:{want.error}", lambda w=want: self._log_invalid(pod, w))

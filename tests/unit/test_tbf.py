@@ -16,11 +16,13 @@ from agent.model.tbf import (
     MAX_LIMIT_BYTES,
     MAX_RATE_BYTES_PER_S,
     MIN_BURST_BYTES,
+    MIN_DEFAULT_BURST_TIME_US,
     MIN_DEFAULT_LIMIT_BYTES,
     TbfError,
     gso_max_bytes,
     latency_us_of,
     tbf_params,
+    without_limit_floor,
 )
 from agent.model.tbf_params import TbfParams
 
@@ -33,6 +35,7 @@ def test_constants() -> None:
     assert DEFAULT_LATENCY_US == 1500
     assert MIN_DEFAULT_LIMIT_BYTES == 8 * 1514
     assert MAX_DEFAULT_BURST_BYTES == 262_144
+    assert MIN_DEFAULT_BURST_TIME_US == 1000
     assert GSO_LEGACY_MAX_BYTES == 65536
     assert MAX_RATE_BYTES_PER_S == 4_294_967_295
     assert MAX_BUCKET_TIME_US == 60_000_000
@@ -41,7 +44,7 @@ def test_constants() -> None:
 
 
 DEFAULTS = [
-    # rate bit/s, rate B/s, burst = max(min(3 ms of rate, 256 KiB), 3028 B),
+    # rate bit/s, rate B/s, burst = max(min(3 ms of rate, 256 KiB), 1 ms of rate, 3028 B),
     # limit = max(burst + max(1.5 ms of rate, 1514 B), 12112 B)
     (10**6, 125_000, 3028, 12_112),  # 3 ms = 375 B, 1.5 ms = 188 B: all floors apply
     (10**7, 1_250_000, 3750, 12_112),  # burst + 1.5 ms = 5625 B: the 8-frame limit floor
@@ -52,7 +55,10 @@ DEFAULTS = [
     (699_050_664, 87_381_333, 262_144, 262_144 + 131_072),  # 3 ms of rate = 256 KiB
     (699_050_672, 87_381_334, 262_144, 262_144 + 131_073),  # above: the burst stays 256 KiB
     (10**9, 125_000_000, 262_144, 262_144 + 187_500),
-    (10**10, 1_250_000_000, 262_144, 262_144 + 1_875_000),
+    (2_097_152_000, 262_144_000, 262_144, 262_144 + 393_216),  # 1 ms of rate = 256 KiB
+    (2_097_152_008, 262_144_001, 262_145, 262_145 + 393_217),  # above: 1 ms of rate
+    (5 * 10**9, 625_000_000, 625_000, 625_000 + 937_500),
+    (10**10, 1_250_000_000, 1_250_000, 1_250_000 + 1_875_000),
     (1000, 125, 3028, 12_112),  # the smallest rate the annotations accept
     (8_074_664, 1_009_333, 3028, 12_112),  # 3 ms of rate is just below the burst floor
     (8_074_672, 1_009_334, 3029, 12_112),  # just above: rounded up
@@ -68,7 +74,7 @@ def test_default_burst_and_limit(rate_bits: int, rate_bytes: int, burst: int, li
 def test_rate_just_below_and_at_the_32_bit_limit() -> None:
     top = tbf_params(8 * MAX_RATE_BYTES_PER_S)
     assert top.rate_bytes_per_s == MAX_RATE_BYTES_PER_S
-    assert top.burst_bytes == MAX_DEFAULT_BURST_BYTES
+    assert top.burst_bytes == 4_294_968  # ceil(4294967295 * 1 / 1000)
     assert top.limit_bytes == top.burst_bytes + 6_442_451  # ceil(4294967295 * 1.5 / 1000)
     assert tbf_params(8 * MAX_RATE_BYTES_PER_S - 1).rate_bytes_per_s == MAX_RATE_BYTES_PER_S
 
@@ -189,7 +195,7 @@ def test_limit_above_u32_bytes_blames_the_latency() -> None:
     assert info.value.field == "latency"
     # Right at the edge: burst + queue == 2^32 - 1 is allowed.
     rate_bytes = 10**9
-    burst_bytes = MAX_DEFAULT_BURST_BYTES
+    burst_bytes = 10**6  # 1 ms of rate
     queue_bytes = MAX_LIMIT_BYTES - burst_bytes
     latency_us = queue_bytes * 10**6 // rate_bytes  # rate * latency rounds up to at most queue
     params = tbf_params(8 * rate_bytes, latency_us=latency_us)
@@ -248,7 +254,8 @@ def test_params_are_always_kernel_safe_or_an_error(
     assert params.burst_bytes + 1514 <= params.limit_bytes <= MAX_LIMIT_BYTES
     assert params.burst_bytes * 10**6 <= MAX_BUCKET_TIME_US * params.rate_bytes_per_s
     if burst_bits is None:
-        assert MIN_BURST_BYTES <= params.burst_bytes <= max(MAX_DEFAULT_BURST_BYTES, MIN_BURST_BYTES)
+        one_ms = -(-params.rate_bytes_per_s // 1000)
+        assert MIN_BURST_BYTES <= params.burst_bytes <= max(MAX_DEFAULT_BURST_BYTES, one_ms, MIN_BURST_BYTES)
     if latency_us is None:
         assert params.limit_bytes >= MIN_DEFAULT_LIMIT_BYTES
     # The latency form covers at least the limit (an adapter passing it loses nothing) and is
@@ -288,3 +295,39 @@ def test_gso_packets_of_full_frames_fit_the_bucket(burst_bytes: int) -> None:
     assert 1448 <= size <= GSO_LEGACY_MAX_BYTES
     # A GSO packet carries at most size // 1448 full segments; TBF counts 1514 bytes for each.
     assert (size // 1448) * 1514 <= burst_bytes
+
+
+WITHOUT_FLOOR = [
+    # rate bit/s, limit with the floor, limit without (burst + 1.5 ms of rate, at least 1 frame)
+    (10**7, 12_112, 3750 + 1875),
+    (10**6, 12_112, 3028 + 1514),  # 1.5 ms = 188 B: the one-frame queue floor
+    (10**8, 37_500 + 18_750, 37_500 + 18_750),  # the floor never bound: unchanged
+    (10**9, 262_144 + 187_500, 262_144 + 187_500),
+]
+
+
+@pytest.mark.parametrize(("rate_bits", "floored", "unfloored"), WITHOUT_FLOOR)
+def test_without_limit_floor(rate_bits: int, floored: int, unfloored: int) -> None:
+    params = tbf_params(rate_bits)
+    assert params.limit_bytes == floored
+    assert without_limit_floor(params) == TbfParams(params.rate_bytes_per_s, params.burst_bytes, unfloored)
+
+
+def test_without_limit_floor_never_raises_the_limit() -> None:
+    explicit = tbf_params(10**7, burst_bits=8 * 20_000, latency_us=0)  # limit = burst + 1 frame
+    assert without_limit_floor(explicit) == explicit
+
+
+@PROPERTY
+@given(rate_bits=st.integers(1000, 8 * MAX_RATE_BYTES_PER_S), burst_bits=st.none() | st.integers(1514 * 8, 2**30))
+def test_without_limit_floor_is_tbf_params_with_the_default_latency_and_no_floor(
+    rate_bits: int, burst_bits: int | None
+) -> None:
+    try:
+        params = tbf_params(rate_bits, burst_bits)
+    except TbfError:
+        return
+    local = without_limit_floor(params)
+    assert local.rate_bytes_per_s == params.rate_bytes_per_s and local.burst_bytes == params.burst_bytes
+    assert params.burst_bytes + 1514 <= local.limit_bytes <= params.limit_bytes
+    assert local == tbf_params(rate_bits, burst_bits, DEFAULT_LATENCY_US)
