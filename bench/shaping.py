@@ -15,10 +15,11 @@ Shapers:
   cni-1s      the CNI bandwidth plugin with burst = one second of rate
   book        `tc qdisc replace dev D root tbf rate R burst 1540 latency 5ms`
 
-Run it under the shared benchmark lock, as root:
+Run it as root; it takes /tmp/podbw-bench.lock (flock(2), the lock `flock(1)` takes) for the
+whole run so it never overlaps another benchmark, so don't wrap it in flock(1) too:
 
-    flock /tmp/podbw-bench.lock .venv/bin/python bench/shaping.py [--quick] [--rates 10M,100M,1G]
-        [--seconds 5] [--output bench/results/shaping.md]
+    .venv/bin/python bench/shaping.py [--quick] [--rates 10M,100M,1G] [--seconds 5]
+        [--output bench/results/shaping.md]
 
 Everything it makes (one lab with a private name, bridge, subnet and netns dir) is torn down in
 a finally. A full run takes ~12 minutes, --quick ~2.
@@ -27,19 +28,22 @@ a finally. A full run takes ~12 minutes, --quick ~2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import os
 import platform
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Iterable, Iterator, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -57,6 +61,7 @@ from agent.shaping.reconciler import Reconciler  # noqa: E402
 from agent.shaping.settings import EGRESS_MODE_IFB, EGRESS_MODE_POD, ShapingSettings  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "shaping.md"
+LOCK_PATH = "/tmp/podbw-bench.lock"
 FRAME_BYTES, PAYLOAD_BYTES = 1514, 1448
 """A full TCP segment at MTU 1500 with timestamps: what TBF counts vs what iperf3 counts."""
 TCP_CEILING = PAYLOAD_BYTES / FRAME_BYTES
@@ -323,8 +328,9 @@ def probe_unshaped_bits_per_s(lab: LabNode, limited: LabPod, peer: LabPod, conge
 class ChangeResult:
     shaper: str
     direction: str
-    steps: list[tuple[str, float, float]] = field(default_factory=list)
-    """(rate, change time in the receiver's timeline, seconds until the new limit held)."""
+    steps: list[tuple[str, float, float, float]] = field(default_factory=list)
+    """(rate, change time on the client's clock, seconds until the new limit held, mean received
+    rate from then until the next change ÷ the new rate, in L2-ish bits of eth0's counter)."""
     completed: bool = False
     resets: int = 0
     retransmits: int = 0
@@ -385,24 +391,31 @@ class RxPoller(threading.Thread):
         return float(samples[-1][1] if samples and t > samples[-1][0] else (samples[0][1] if samples else 0))
 
 
-def hold_time_s(
-    poller: RxPoller, change_at: float, until: float, old_bits: int, new_bits: int, window_s: float = 0.1
-) -> float:
-    """Seconds from the change until the new limit governs, in 0.1 s windows of received bits.
-    Decrease: from then on every window is at most 1.25 × the new rate. Increase: the first
-    window above 1.25 × the old rate (how fast TCP then grows to the new rate is TCP's matter)."""
-    held_from = None
-    start = change_at
+def window_rates(poller: RxPoller, start: float, until: float, window_s: float = 0.1) -> list[tuple[float, float]]:
+    """(window start, received bits/s) for consecutive windows from `start` up to `until`."""
+    windows = []
     while start + window_s <= until:
-        bits_per_s = (poller.bytes_at(start + window_s) - poller.bytes_at(start)) * 8 / window_s
+        windows.append((start, (poller.bytes_at(start + window_s) - poller.bytes_at(start)) * 8 / window_s))
+        start += window_s
+    return windows
+
+
+def hold_time_s(
+    windows: list[tuple[float, float]], change_at: float, old_bits: int, new_bits: int, window_s: float = 0.1
+) -> float:
+    """Seconds from the change until the new limit governs, from `window_rates` windows.
+    Decrease: from then on every window is within 0.5..1.25 × the new rate (a stall counts as
+    not holding). Increase: the end of the first window above 1.25 × the old rate (how fast TCP
+    then grows to the new rate is TCP's matter). inf: never."""
+    held_from = None
+    for start, bits_per_s in windows:
         if new_bits > old_bits:
             if bits_per_s > 1.25 * old_bits:
                 return start + window_s - change_at
-        elif bits_per_s > 1.25 * new_bits:
+        elif not 0.5 * new_bits <= bits_per_s <= 1.25 * new_bits:
             held_from = None
         elif held_from is None:
             held_from = start
-        start += window_s
     return float("inf") if held_from is None else held_from - change_at
 
 
@@ -432,17 +445,22 @@ def run_change(lab: LabNode, shaper: PodbwShaper, direction: str, plan: Plan) ->
         time.sleep(max(load.started_monotonic_s + seconds - 0.5 - time.monotonic(), 0))
         result.resets = estab_resets(load.sender_pid) + estab_resets(load.receiver_pid) - before
         until = time.monotonic()
-        run = load.finish()
-        result.completed = True
-        result.retransmits = run.iperf.retransmits
+        # The steps first: a wedged queue also keeps iperf3 from finishing (finish() raises).
         ends = changed_at[1:] + [until]
         previous = "100M"
         for (rate, _), at, end in zip(schedule, changed_at, ends):
             bits, before_bits = parse_bits(rate), parse_bits(previous)
             assert bits is not None and before_bits is not None
-            hold = hold_time_s(poller, at, end, before_bits, bits)
-            result.steps.append((rate, at - load.started_monotonic_s, hold))
+            windows = window_rates(poller, at, end)
+            hold = hold_time_s(windows, at, before_bits, bits)
+            # Never held: the mean since the change still tells a stall (0) from an overshoot.
+            after = [r for start, r in windows if hold == float("inf") or start >= at + hold]
+            mean_ratio = sum(after) / len(after) / bits if after else 0.0
+            result.steps.append((rate, at - load.started_monotonic_s, hold, mean_ratio))
             previous = rate
+        run = load.finish()
+        result.completed = True
+        result.retransmits = run.iperf.retransmits
     except LabError as err:
         result.error = str(err)[:200]
     finally:
@@ -592,7 +610,9 @@ METHOD = """\
   `limited` → `peer`.
 - podbw's limits come from its own `Reconciler` (`ShapingSettings(egress_mode=pod|ifb)`) fed
   the pod with one `kubernetes.io/{ingress,egress}-bandwidth` annotation, exactly as the agent
-  applies them; the limit is replaced in place between runs. The CNI plugin gets a fresh pod
+  applies them (default burst and queue limit from `agent/model/tbf.py`; in egress mode `pod`
+  also the pod eth0's `gso_max_size` cap); between runs the Reconciler changes the limit as the
+  agent would (in place, or a new qdisc where the bucket shrinks). The CNI plugin gets a fresh pod
   per run (it has no live update) with the annotations CRI-O would pass: burst = the lab's
   default, the largest the plugin accepts (2^35−9 bits, i.e. CRI-O's 4 GB bucket), or
   `podbw.io/*-burst` = one second of rate. The book's TBF is `tc qdisc replace dev D root tbf
@@ -616,8 +636,11 @@ METHOD = """\
 - **Limit change** (podbw only): one flow, limit 100M → 20M at ~2 s → 100M at ~4 s through the
   Reconciler during a 6 s run. The receiver's eth0 byte counter is sampled every ~10 ms on the
   same clock as the change (taken when `reconcile()` returned); "holds after" = time from the
-  change until every later 0.1 s window is ≤ 1.25 × the new rate (decrease), or until the end of
-  the first window above 1.25 × the old rate (increase: the old limit no longer applies).
+  change until every later 0.1 s window is within 0.5..1.25 × the new rate (decrease: a stall
+  does not count as holding), or until the end of the first window above 1.25 × the old rate
+  (increase: the old limit no longer applies); "then" = the mean rate of the windows after that
+  (after the change when it never held), ÷ the new limit (eth0's counter: frames, GSO packets
+  with one header).
   Resets = the growth of `EstabResets` (/proc/net/snmp) in both namespaces from the start until
   0.5 s before the end (iperf3's own teardown excluded); "completed" = iperf3 finished without
   error (a reset data connection fails the run).
@@ -654,15 +677,16 @@ def report(cells: list[Cell], changes: list[ChangeResult], info: dict, plan: Pla
         out += [
             "## Limit change during a run (podbw)",
             "",
-            "| shaper | direction | change | at | holds after | completed | resets | retransmits |",
-            "| --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
+            "| shaper | direction | change | at | holds after | then rate/limit | completed | resets | retransmits |",
+            "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
         ]
         for change in changes:
             if change.error and not change.steps:
-                out.append(f"| {change.shaper} | {change.direction} | error: {change.error} | | | no | {change.resets} | |")
-            for rate, at_s, hold_s in change.steps:
+                out.append(f"| {change.shaper} | {change.direction} | error: {change.error} | | | | no | {change.resets} | |")
+            for rate, at_s, hold_s, ratio in change.steps:
+                hold = "never" if hold_s == float("inf") else f"{hold_s * 1000:.0f} ms"
                 out.append(
-                    f"| {change.shaper} | {change.direction} | → {rate} | {at_s:.2f} s | {hold_s * 1000:.0f} ms | "
+                    f"| {change.shaper} | {change.direction} | → {rate} | {at_s:.2f} s | {hold} | {ratio:.2f} | "
                     f"{'yes' if change.completed else 'no'} | {change.resets} | {change.retransmits} |"
                 )
         out.append("")
@@ -730,18 +754,39 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, Path]:
     return plan, args.output
 
 
+@contextlib.contextmanager
+def bench_lock(log) -> Iterator[None]:
+    """The shared benchmark lock: another benchmark's traffic on the same 2 cores would be
+    measured as podbw's shaping."""
+    with open(LOCK_PATH, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for {LOCK_PATH}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def main(argv: list[str] | None = None) -> int:
     plan, output = parse_args(argv)
     if os.geteuid() != 0:
         print("bench/shaping.py needs root (namespaces, tc)", file=sys.stderr)
         return 2
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # SIGTERM (timeout(1), a killed session) unwinds like Ctrl-C, so the lab still comes down.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     t0 = time.monotonic()
 
     def log(line: str) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] {line}", flush=True)
 
-    cells, changes, info = run(plan, log)
+    with bench_lock(log):
+        # The report times the run, not the wait for the lock.
+        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        t0 = time.monotonic()
+        cells, changes, info = run(plan, log)
     text = report(cells, changes, info, plan, started, time.monotonic() - t0)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
