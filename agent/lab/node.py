@@ -37,6 +37,7 @@ from agent.lab.state import (
     write_pending,
     write_state,
 )
+from agent.model.ownership import ifb_name as podbw_ifb_name
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,9 @@ class LabNode:
                 self._destroy_pod(pod, cni_bandwidth)
             except LabError as e:
                 log.warning("lab %s: %s", self.config.name, e)
+            # An agent in egress mode `ifb` leaves its ifbs in place when it stops (limits
+            # stay), and no agent may be left to collect them: the lab takes its pods' along.
+            links.delete_link(podbw_ifb_name(pod.sandbox_id))
             remove_pending(self.config, pod.sandbox_id)
         for path in pins:
             try:
