@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
+from agent.model.ownership import ifb_owner
 from agent.shaping.settings import EGRESS_MODES, ShapingSettings
 
 if TYPE_CHECKING:
@@ -39,14 +40,19 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     from agent.discovery.discovery import DiscoverySettings
     from agent.service.settings import AgentSettings
 
+    discovery = DiscoverySettings(
+        cri_endpoint=cri_endpoint(args.cri_endpoint),
+        netns_dir=args.netns_dir,
+        resync_interval_s=float(args.resync_interval),
+        cri_timeout_s=float(args.cri_timeout),
+    )
     return AgentSettings(
-        discovery=DiscoverySettings(
-            cri_endpoint=cri_endpoint(args.cri_endpoint),
-            netns_dir=args.netns_dir,
-            resync_interval_s=float(args.resync_interval),
-            cri_timeout_s=float(args.cri_timeout),
+        discovery=discovery,
+        shaping=ShapingSettings(
+            egress_mode=args.egress_mode,
+            take_over_foreign=bool(args.take_over_foreign),
+            ifb_owner=ifb_owner(discovery.cri_endpoint, discovery.netns_dir),
         ),
-        shaping=ShapingSettings(egress_mode=args.egress_mode, take_over_foreign=bool(args.take_over_foreign)),
         annotations_file=args.annotations_file,
         listen_address=getattr(args, "web.listen_address"),
         tls_cert_file=getattr(args, "web.tls_cert_file"),

@@ -36,4 +36,16 @@ def ifb_name(sandbox_id: str) -> str:
     return "podbw" + hashlib.sha1(sandbox_id.encode()).hexdigest()[:10]
 
 
+IFALIAS_MAX_BYTES = 255
+"""IFALIASZ (256) less the terminating NUL."""
+
+
+def ifb_owner(cri_endpoint: str | None, netns_dir: str) -> str:
+    """The alias podbw gives its ifbs: which runtime's pods they serve. Stable across restarts
+    with the same flags, so an agent finds its own orphans, and different for an agent watching
+    another runtime or netns directory on the same machine (a lab next to a demo)."""
+    owner = f"podbw cri={cri_endpoint or 'none'} netns={netns_dir}"
+    return owner.encode()[:IFALIAS_MAX_BYTES].decode("utf-8", "ignore")
+
+
 IFB_PREFIX = "podbw"

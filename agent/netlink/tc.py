@@ -47,6 +47,8 @@ class LinkInfo:
     """IFLA_LINK_NETNSID; -1 when the peer is in this namespace or absent."""
     gso_max_size: int = 0
     """IFLA_GSO_MAX_SIZE: the largest GSO packet the stack builds for this device; 0 when absent."""
+    alias: str = ""
+    """IFLA_IFALIAS; "" when absent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +186,17 @@ class NetnsTc:
             raise TcError(f"{self._where}: {what}: {err}") from err
         if raw is None:
             return None
-        return LinkInfo(raw.index, raw.name, raw.kind, raw.link_index, raw.link_netnsid, raw.gso_max_size)
+        return LinkInfo(raw.index, raw.name, raw.kind, raw.link_index, raw.link_netnsid, raw.gso_max_size, raw.alias)
 
-    def add_ifb(self, name: str) -> int:
+    def add_ifb(self, name: str, alias: str = "") -> int:
+        """Create ifb `name`, up, with `alias` as its ifalias (the kernel ignores one given
+        at creation, so it is set together with the state)."""
         self._call(f"create ifb {name}", self._ipr.link, "add", ifname=name, kind="ifb")
         link = self.link_by_name(name)
         if link is None:
             raise DeviceGone(f"{self._where}: ifb {name} vanished after creation")
-        self._call(f"set {name} up", self._ipr.link, "set", index=link.index, state="up")
+        extra = {"ifalias": alias} if alias else {}
+        self._call(f"set {name} up", self._ipr.link, "set", index=link.index, state="up", **extra)
         return link.index
 
     def set_gso_max_size(self, index: int, size: int, device: str) -> None:

@@ -137,12 +137,16 @@ class Reconciler:
         self.forget(pod)
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
-        """Delete podbw ifbs whose pod is unknown (e.g. removed while the agent was down)."""
+        """Delete this agent's podbw ifbs whose pod is unknown (e.g. removed while the agent was
+        down). Another agent's (a different ifb_owner alias) are left alone."""
         expected = {ifb_name(sandbox_id) for sandbox_id in known_sandbox_ids}
         try:
             host = self._host_tc()
             for link in self._host_links():
                 if link.kind == "ifb" and link.name.startswith(IFB_PREFIX) and link.name not in expected:
+                    found = host.link_by_index(link.ifindex)
+                    if found is None or found.name != link.name or found.alias != self._settings.ifb_owner:
+                        continue
                     log.info("removing orphaned ifb %s", link.name)
                     host.delete_link(link.ifindex, link.name)
                     self._health.shaping_operation("remove", "ok")
@@ -268,7 +272,7 @@ class Reconciler:
         name = ifb_name(pod.sandbox_id)
         ifb = host.link_by_name(name)
         if ifb is None:
-            index = self._op("apply", lambda: host.add_ifb(name))
+            index = self._op("apply", lambda: host.add_ifb(name, self._settings.ifb_owner))
         else:
             index = ifb.index
         ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]

@@ -17,3 +17,7 @@ class ShapingSettings:
     """Replace root qdiscs podbw did not create instead of reporting them as foreign."""
     enabled: bool = True
     """False: observe only (report desired state, change nothing in the kernel)."""
+    ifb_owner: str = ""
+    """Written as the alias of every ifb this agent creates; orphaned ifbs are removed only when
+    their alias is this one, so agents watching different runtimes on one machine (two labs, a
+    demo next to the tests) never remove each other's ifbs."""

@@ -36,3 +36,9 @@ def link_exists(name: str) -> bool:
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
+
+
+def link_alias(name: str) -> str:
+    """The device's alias as iproute2 reports it ("" when it has none)."""
+    out = subprocess.run(["ip", "-j", "link", "show", name], check=True, capture_output=True, text=True, timeout=10).stdout
+    return json.loads(out)[0].get("ifalias", "")

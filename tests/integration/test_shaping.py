@@ -29,11 +29,12 @@ def reconcilers() -> Iterator[list[Reconciler]]:
         reconciler.close()
 
 
-def new_reconciler(made: list[Reconciler], mode: str = "pod", take_over: bool = False, overrides=None) -> tuple[Reconciler, HealthRecorder]:
+def new_reconciler(
+    made: list[Reconciler], mode: str = "pod", take_over: bool = False, overrides=None, ifb_owner: str = ""
+) -> tuple[Reconciler, HealthRecorder]:
     health = HealthRecorder()
-    reconciler = Reconciler(
-        ShapingSettings(egress_mode=mode, take_over_foreign=take_over), health, overrides=overrides or (lambda: {})
-    )
+    settings = ShapingSettings(egress_mode=mode, take_over_foreign=take_over, ifb_owner=ifb_owner)
+    reconciler = Reconciler(settings, health, overrides=overrides or (lambda: {}))
     made.append(reconciler)
     return reconciler, health
 
@@ -79,6 +80,32 @@ def test_ifb_mode_redirects_host_veth_ingress_to_an_ifb_and_removal_cleans_up(la
     lab.delete(pod.key)
     reconciler.forget(pod.as_pod())
     assert not tc_probe.link_exists(ifb)
+
+
+def test_orphan_collection_removes_only_this_agents_ifbs_of_unknown_pods(lab_factory, reconcilers) -> None:
+    # Two agents on one machine, each for its own lab (a demo next to the tests): each removes
+    # the ifbs of pods it no longer knows, and never the other's.
+    ours_lab, theirs_lab = lab_factory(), lab_factory()
+    kept, orphaned = ours_lab.up([PodSpec("kept", "ns", LIMITED), PodSpec("orphaned", "ns", LIMITED)], pod_events=False)
+    (theirs,) = theirs_lab.up([PodSpec("theirs", "ns", LIMITED)], pod_events=False)
+    ours, health = new_reconciler(reconcilers, mode="ifb", ifb_owner="podbw cri=none netns=/ours")
+    other, _ = new_reconciler(reconcilers, mode="ifb", ifb_owner="podbw cri=none netns=/theirs")
+    try:
+        for pod in (kept, orphaned):
+            ours.reconcile(pod.as_pod())
+        other.reconcile(theirs.as_pod())
+        assert tc_probe.link_alias(ifb_name(kept.sandbox_id)) == "podbw cri=none netns=/ours"
+        assert tc_probe.link_alias(ifb_name(theirs.sandbox_id)) == "podbw cri=none netns=/theirs"
+
+        ours.collect_orphans({kept.sandbox_id})  # `orphaned` went while the agent was down
+
+        assert not tc_probe.link_exists(ifb_name(orphaned.sandbox_id))
+        assert tc_probe.link_exists(ifb_name(kept.sandbox_id))
+        assert tc_probe.link_exists(ifb_name(theirs.sandbox_id)), "another agent's ifb was removed"
+        assert health.data().shaping_operations[("remove", "ok")] == 1
+    finally:  # ifbs outlive their labs: take them away here
+        for reconciler, pod in ((ours, kept), (ours, orphaned), (other, theirs)):
+            reconciler.forget(pod.as_pod())
 
 
 def PodLike(pod, annotations):

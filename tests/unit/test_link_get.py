@@ -8,6 +8,7 @@ import pytest
 from agent.netlink.link_get import (
     IFLA_EXT_MASK,
     IFLA_GSO_MAX_SIZE,
+    IFLA_IFALIAS,
     IFLA_IFNAME,
     IFLA_INFO_KIND,
     IFLA_LINK,
@@ -22,7 +23,9 @@ from agent.netlink.link_get import (
 from agent.netlink.single_get import NLMSG_ERROR, GetError, attr
 
 
-def link_message(index: int, name: str, kind: str = "", peer: int = 0, netnsid: int | None = None, gso: int | None = None) -> bytes:
+def link_message(
+    index: int, name: str, kind: str = "", peer: int = 0, netnsid: int | None = None, gso: int | None = None, alias: str = ""
+) -> bytes:
     body = struct.pack("=BxHiII", 0, 1, index, 0, 0)
     body += attr(IFLA_IFNAME, name.encode() + b"\0")
     body += attr(99, b"\x01\x02\x03")  # an attribute this reader does not know
@@ -32,6 +35,8 @@ def link_message(index: int, name: str, kind: str = "", peer: int = 0, netnsid: 
         body += attr(IFLA_LINK_NETNSID, struct.pack("=i", netnsid))
     if gso is not None:
         body += attr(IFLA_GSO_MAX_SIZE, struct.pack("=I", gso))
+    if alias:
+        body += attr(IFLA_IFALIAS, alias.encode() + b"\0")
     if kind:
         body += attr(IFLA_LINKINFO | 0x8000, attr(IFLA_INFO_KIND, kind.encode() + b"\0") + attr(2, b"data"))
     return body
@@ -69,10 +74,15 @@ def test_parse_reads_name_kind_peer_netnsid_and_gso() -> None:
     )
 
 
+def test_parse_reads_the_alias() -> None:
+    body = link_message(12, "podbw0123456789", "ifb", alias="podbw cri=none netns=/x")
+    assert parse_link(body, 0, len(body)).alias == "podbw cri=none netns=/x"
+
+
 def test_absent_attributes_have_neutral_values() -> None:
     body = link_message(1, "lo")
     link = parse_link(body, 0, len(body))
-    assert (link.kind, link.link_index, link.link_netnsid, link.gso_max_size) == ("", 0, -1, 0)
+    assert (link.kind, link.link_index, link.link_netnsid, link.gso_max_size, link.alias) == ("", 0, -1, 0, "")
 
 
 def test_truncated_attribute_stops_the_walk_without_reading_past_the_message() -> None:

@@ -31,3 +31,15 @@ def test_ifb_name_is_stable_short_and_prefixed() -> None:
 def test_format_handle() -> None:
     assert format_handle(PODBW_ROOT_HANDLE) == "5062:"
     assert format_handle(0x10001) == "1:1"
+
+
+def test_ifb_owner_names_the_runtime_and_netns_dir() -> None:
+    from agent.model.ownership import IFALIAS_MAX_BYTES, ifb_owner
+
+    assert ifb_owner("unix:///var/run/crio/crio.sock", "/var/run/netns") == (
+        "podbw cri=unix:///var/run/crio/crio.sock netns=/var/run/netns"
+    )
+    assert ifb_owner(None, "/run/podbw-lab/a/netns") == "podbw cri=none netns=/run/podbw-lab/a/netns"
+    assert ifb_owner("unix:///a.sock", "/n") != ifb_owner("unix:///b.sock", "/n")
+    long = ifb_owner("unix:///" + "é" * 200, "/n")  # cut to the kernel's limit on a character boundary
+    assert len(long.encode()) <= IFALIAS_MAX_BYTES and long.startswith("podbw cri=unix:///é")
