@@ -15,11 +15,13 @@ from typing import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from agent.metrics.collector import PodbwCollector
 from agent.model.health import HealthRecorder
-from agent.service.http import MetricsServer, MetricsServerError, parse_address
+from agent.service.http import MetricsServer, MetricsServerError, parse_address, render_body
+from tests.unit.test_collector import SNAPSHOT_TWO_PODS, fixed_health
 
 CONCURRENT_SCRAPES = 20
 
@@ -361,3 +363,19 @@ def test_scrapes_of_one_snapshot_share_one_render() -> None:
         assert b"podbw_test_value" in filtered and len(renders) == 3, "filtered scrapes bypass the cache"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["", "text/plain; version=0.0.4", "application/openmetrics-text; version=1.0.0", "application/openmetrics-text"],
+)
+def test_body_rendered_family_by_family_is_the_encoders_document(accept: str) -> None:
+    registry = CollectorRegistry()
+    registry.register(PodbwCollector(lambda: SNAPSHOT_TWO_PODS, fixed_health, version="9.9.9"))
+    encoder, _ = choose_encoder(accept)
+    whole = encoder(registry)
+    assert whole.count(b"# HELP ") > 20
+    assert render_body(encoder, registry, compress=False) == whole
+    assert gzip.decompress(render_body(encoder, registry, compress=True)) == whole
+    restricted = registry.restricted_registry(["podbw_pods", "podbw_limit_rate_bytes_per_second"])
+    assert render_body(encoder, restricted, compress=False) == encoder(restricted)
