@@ -6,12 +6,14 @@ nothing more (bench/collect.py measures it):
 
 - The host namespace is dumped once per pass. A veth's byte and packet counters are its peer's
   mirrored (the kernel reports one side's transmit as the other side's receive), so when every
-  interface of a pod is a veth whose host-side peer did not change since the last pass, the pod
-  did not send or receive anything, and its egress qdisc passed nothing: its own dump from the
-  previous pass is still true and its namespace is not entered. What only the pod's side counts
-  without any traffic moving (a transmit dropped because the host side is down, an interface
-  added in the pod without a veth to the host) is picked up by a full read that every pod gets
-  at least every FULL_READ_MAX_AGE_S, spread over passes.
+  interface of a pod is a veth whose host-side peer received nothing since the last pass, the
+  pod sent nothing and its egress qdisc passed nothing: its previous dump is still true but for
+  what it received, which is its peer's transmit counters, and its namespace is not entered.
+  That covers idle pods and pods that only receive, such as the broadcasts a bridge floods to
+  every port (on a 250-pod bridge, some pod's ARP or IPv6 multicast reaches all of them nearly
+  every second). What only the pod's side counts (drops, errors, an interface added in the pod
+  without a veth to the host) is picked up by a full read that every pod gets at least every
+  FULL_READ_MAX_AGE_S, spread over passes.
 - A pod read in full costs one round trip into its namespace (links and qdiscs together).
 - An idle pod's sample from the previous pass is reused rather than rebuilt.
 """
@@ -131,14 +133,19 @@ class _PeakWindow:
         return entries[0][1]
 
 
+RECEIVED_MEANWHILE_MAX_PACKETS = 64
+"""A pod's dump comes a few milliseconds after the host's: what its peer sent it meanwhile
+(floods) may be in the pod's receive counters and not yet in the peer's transmit ones."""
+
+
 def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, ...] | None:
     """The host-side peer of each of the pod's interfaces, or None unless every one of them is
     a veth whose peer is in the host and mirrors it right now.
 
     An ifindex is only unique within a namespace, so the pair is confirmed both ways (each names
-    the other as its peer) and by the counters: the peer's transmit is the pod's receive and
-    vice versa, exactly, when neither moved between the two dumps. A busy pod fails that check
-    and is simply read in full again next pass. A pod with no interface yet (the runtime pins
+    the other as its peer) and by the counters: the peer's receive is the pod's transmit,
+    exactly, and its transmit the pod's receive, allowing for what arrived between the two
+    dumps. A pod that sent something meanwhile fails the check and is read in full next pass. A pod with no interface yet (the runtime pins
     the namespace before CNI adds eth0) is read every pass, so eth0 shows up at once."""
     if not own:
         return None
@@ -152,24 +159,49 @@ def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, 
             peer is None
             or peer.link_ifindex != link.ifindex
             or peer.kind != "veth"
-            or peer.tx_bytes != link.rx_bytes
             or peer.rx_bytes != link.tx_bytes
-            or peer.tx_packets != link.rx_packets
             or peer.rx_packets != link.tx_packets
+            or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
+            or link.rx_bytes < peer.tx_bytes
         ):
             return None
         peers.append(peer)
     return tuple(peers)
 
 
-def _peers_unchanged(peers: tuple[LinkStats, ...], host: _Namespace) -> bool:
+def _links_if_only_received(
+    links: Sequence[LinkStats], peers: tuple[LinkStats, ...], host: _Namespace
+) -> tuple[list[LinkStats], tuple[LinkStats, ...]] | None:
+    """The pod's links as they are now, from its previous dump and its peers' counters now,
+    with the peers now; None when some peer received anything (the pod sent something) or
+    changed. `peers` are in the order of the non-loopback `links`."""
     by_ifindex = host.link_by_ifindex
-    for peer in peers:
+    out: list[LinkStats] = []
+    now_peers: list[LinkStats] = []
+    peer_iter = iter(peers)
+    for link in links:
+        if link.name == LOOPBACK:
+            out.append(link)
+            continue
+        peer = next(peer_iter)
         now = by_ifindex.get(peer.ifindex)
-        # The reader hands out the same object for unchanged bytes; == covers a re-decode.
-        if now is not peer and now != peer:
-            return False
-    return True
+        if now is None:
+            return None
+        if now is not peer:
+            if (
+                now.rx_bytes != peer.rx_bytes
+                or now.rx_packets != peer.rx_packets
+                or now.link_ifindex != peer.link_ifindex
+                or now.kind != peer.kind
+            ):
+                return None
+        if now.tx_packets != link.rx_packets or now.tx_bytes != link.rx_bytes:
+            # What the peer sent, the pod received: the same counter, read from the host. (It
+            # is at least what the pod's last dump showed: that dump came after the peer's.)
+            link = link._replace(rx_bytes=now.tx_bytes, rx_packets=now.tx_packets)
+        out.append(link)
+        now_peers.append(now)
+    return out, tuple(now_peers)
 
 
 class _PodCounters:
@@ -193,7 +225,7 @@ class _PodCounters:
         self.sample: PodSample | None = None
         self.ingress: DirectionSample | None = None
         self.egress: DirectionSample | None = None
-        self.links: Sequence[LinkStats] = ()
+        self.links: list[LinkStats] = []
         self.qdiscs: Sequence[QdiscStats] = ()
         self.with_qdiscs = False
         self.status: PodShapingStatus | None = None
@@ -201,17 +233,25 @@ class _PodCounters:
         """Set after a full read whose interfaces all mirror a host peer; None: read in full."""
         self.full_read_due_s = 0.0
 
-    def can_skip_read(self, status: PodShapingStatus, needs_pod_qdiscs: bool, host: _Namespace, at_s: float) -> bool:
-        """True when the previous pass's dump of this pod is still what its namespace holds."""
+    def links_without_reading(
+        self, status: PodShapingStatus, needs_pod_qdiscs: bool, host: _Namespace, at_s: float
+    ) -> list[LinkStats] | None:
+        """The pod's links now, when they follow from its previous dump and the host's (see
+        _links_if_only_received); None when its namespace has to be read."""
         peers = self.host_peers
-        return (
-            peers is not None
-            and at_s < self.full_read_due_s
-            and (self.with_qdiscs or not needs_pod_qdiscs)
+        if (
+            peers is None
+            or at_s >= self.full_read_due_s
+            or (needs_pod_qdiscs and not self.with_qdiscs)
             # A limit change may have replaced the pod's qdisc: read what is there now.
-            and (self.status is status or self.status == status)
-            and _peers_unchanged(peers, host)
-        )
+            or not (self.status is status or self.status == status)
+        ):
+            return None
+        found = _links_if_only_received(self.links, peers, host)
+        if found is None:
+            return None
+        self.links, self.host_peers = found
+        return self.links
 
 
 def _rate(previous: int, current: int, elapsed_s: float) -> float:
@@ -291,9 +331,11 @@ class Sampler:
             counters = counters_by_pod.get(pod.sandbox_id)
             if counters is None:
                 counters = counters_by_pod[pod.sandbox_id] = _PodCounters()
-            elif counters.can_skip_read(status, needs_pod_qdiscs, host, host_at_s):
-                samples.append(self._pod_sample(pod, status, counters, counters.links, counters.qdiscs, host, host_at_s))
-                continue
+            else:
+                links = counters.links_without_reading(status, needs_pod_qdiscs, host, host_at_s)
+                if links is not None:
+                    samples.append(self._pod_sample(pod, status, counters, links, counters.qdiscs, host, host_at_s))
+                    continue
             try:
                 sock = self._pool.get(pod.netns_path)
                 if not needs_pod_qdiscs:

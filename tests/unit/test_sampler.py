@@ -480,6 +480,34 @@ def test_traffic_seen_on_the_host_peer_makes_the_pod_read_with_its_rate() -> Non
     assert h.reads == 2
 
 
+def test_a_pod_that_only_received_is_not_read_and_its_receive_counters_follow_its_peer() -> None:
+    h = MirroredHarness()
+    h.socket("a").links_result = [lo(), pod_eth0(0, 0)._replace(rx_dropped=3)]
+    h.sample_at(1.0)
+    # A flood reaches the pod: its peer transmitted 4 packets, nothing came back.
+    h.pool.sockets[None].links_result = [lo(), host_peer(7, 2, rx=6_000, tx=0)._replace(tx_packets=4)]
+    snap = h.sample_at(2.0)
+    assert h.reads == 1
+    (eth0,) = by_name(snap)["a"].links
+    assert (eth0.rx_bytes, eth0.rx_packets, eth0.tx_bytes, eth0.rx_dropped) == (6_000, 4, 0, 3)
+    assert rates(snap, "a") == (6_000.0, 0.0)
+    snap = h.sample_at(3.0)  # quiet again: the same sample, no read
+    assert h.reads == 1 and rates(snap, "a") == (0.0, 0.0)
+
+
+def test_a_pod_dump_that_saw_more_than_its_peer_is_still_confirmed() -> None:
+    # Packets the peer sent between the host's dump and the pod's are in the pod's receive
+    # counters only: the pair is still confirmed, and the pod's counters never go back.
+    h = MirroredHarness()
+    h.socket("a").links_result = [lo(), pod_eth0(rx=1_500, tx=0)._replace(rx_packets=1)]
+    h.sample_at(1.0)
+    h.pool.sockets[None].links_result = [lo(), host_peer(7, 2, rx=1_500, tx=0)._replace(tx_packets=1)]
+    snap = h.sample_at(2.0)
+    assert h.reads == 1
+    (eth0,) = by_name(snap)["a"].links
+    assert (eth0.rx_bytes, eth0.rx_packets) == (1_500, 1)
+
+
 def test_pod_only_counters_are_read_within_the_full_read_age() -> None:
     h = MirroredHarness()
     h.sample_at(1.0)  # confirmed against the peer: the next full read is due in 7.5..15 s
