@@ -226,6 +226,10 @@ def raw_payload(buf: Buffer, start: int, end: int) -> bytes:
     return bytes(buf[start:end])
 
 
+_KINDS: dict[bytes, str] = {}
+"""Qdisc kinds by their attribute bytes: a handful of distinct values, decoded once each."""
+
+
 def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscStats:
     """Decode an RTM_NEWQDISC payload (tcmsg + attributes) in buf[start:end]."""
     if end is None:
@@ -267,7 +271,8 @@ def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscSta
                     packets64 = U64.unpack_from(buf, data)[0]
                 inner = (inxt + 3) & ~3
         elif atype == TCA_KIND:
-            kind = _cstr(buf, off + RTATTR.size, nxt)
+            raw_kind = bytes(buf[off + RTATTR.size:nxt])
+            kind = _KINDS.get(raw_kind) or _KINDS.setdefault(raw_kind, _cstr(raw_kind, 0, len(raw_kind)))
         off = (nxt + 3) & ~3
     return QdiscStats(
         ifindex=ifindex,

@@ -581,3 +581,8 @@ def test_replaced_host_peer_makes_the_pod_read() -> None:
     h.pool.sockets[None].links_result = [lo()]  # the veth pair is gone
     h.sample_at(3.0)
     assert h.reads == 2
+
+
+def test_received_counters_sit_where_the_sampler_rebuilds_them() -> None:
+    # The sampler rebuilds a pod's LinkStats from its peer's counters by position.
+    assert LinkStats._fields[:7] == ("ifindex", "name", "link_ifindex", "link_netnsid", "kind", "rx_bytes", "rx_packets")
