@@ -8,7 +8,8 @@ node_exporter on loopback. Measured, in this order:
   1. bring-up: lab pods, agent ready, every limit applied and sampled;
   2. CPU of one full sample pass: the Sampler in this process against the same lab (its own
      StatsSocketPool, the agent's applied statuses), time.process_time() per
-     sample_once() over 30 passes; and the agent process's CPU (psutil) over 30 s divided by
+     sample_once() over 30 passes, one per second (as the lab is, then with every pod's
+     counters moving before each pass); and the agent process's CPU (psutil) over 30 s divided by
      the passes it ran in that time;
   3. /metrics latency p50/p99 with 1 and 20 concurrent scrapers (threads, urllib, gzip as
      Prometheus asks for it), and the sample interval meanwhile (see `pass_times`);
@@ -47,7 +48,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -348,36 +349,41 @@ def wait_shaped(agent: AgentProcess, pods: int, timeout_s: float) -> int:
 
 
 class TouchAll:
-    """A UDP datagram from the host to every pod every 0.25 s (they answer port-unreachable):
-    every pod's link and qdisc counters then change between two passes, the worst case for
-    the sampler's reuse of unchanged records."""
+    """A UDP datagram from the host to every pod (they answer port-unreachable): every pod's
+    link and qdisc counters, and its host veth's, then change before the next pass, the worst
+    case for the sampler (no pod can be skipped or have its records reused)."""
 
     def __init__(self, ips: list[str]) -> None:
         self.ips = ips
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="touch-all", daemon=True)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
-    def _loop(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            while not self._stop.is_set():
-                for ip in self.ips:
-                    with contextlib.suppress(OSError):
-                        sock.sendto(b"podbw-bench", (ip, 9))
-                self._stop.wait(0.25)
+    def round(self) -> None:
+        for ip in self.ips:
+            with contextlib.suppress(OSError):
+                self._sock.sendto(b"podbw-bench", (ip, 9))
 
     def __enter__(self) -> TouchAll:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._sock.close()
 
 
-def timed_passes(sampler: Sampler, passes: int) -> tuple[list[float], list[float], Snapshot]:
+def timed_passes(
+    sampler: Sampler, passes: int, before_pass: Callable[[], None] | None = None
+) -> tuple[list[float], list[float], Snapshot]:
+    """CPU and wall time of `passes` passes, one per sampler interval as in the agent (the
+    sampler reads a pod in full when its host veth moved, and every pod at least every
+    FULL_READ_MAX_AGE_S: back-to-back passes would see neither)."""
     cpu_ms, wall_ms = [], []
     snapshot = sampler.sample_once()
+    next_s = time.monotonic()
     for _ in range(passes):
+        next_s += sampler.interval_s
+        if before_pass is not None:
+            time.sleep(max(next_s - 0.05 - time.monotonic(), 0.0))
+            before_pass()  # well before the pass: the replies have arrived by then
+        time.sleep(max(next_s - time.monotonic(), 0.0))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         snapshot = sampler.sample_once()
         cpu_ms.append((time.process_time() - cpu0) * 1000)
@@ -405,11 +411,12 @@ def applied_status(pod: LabPod, egress_mode: str = "pod") -> PodShapingStatus:
 
 
 def measure_inprocess(lab: LabNode, passes: int, profile: bool, r: Results, egress_mode: str) -> None:
-    """The Sampler in this process against the lab: CPU and wall per sample_once().
+    """The Sampler in this process against the lab: CPU and wall per sample_once(), one pass
+    per second as in the agent.
 
     Twice: as the lab is (traffic on a few pairs, the rest idle), then with every pod's
-    counters moving (TouchAll). The bench's own threads are idle meanwhile (TouchAll sleeps
-    between rounds of 250 sendto()s, well under 1 ms of CPU per pass).
+    counters moving (a TouchAll round before each pass). The bench's own threads are idle
+    during a pass (the touch round ends 50 ms before it).
     """
     lab_pods = lab.pods()
     pods = [p.as_pod() for p in lab_pods]
@@ -419,9 +426,8 @@ def measure_inprocess(lab: LabNode, passes: int, profile: bool, r: Results, egre
         for _ in range(3):  # warm-up: opens the sockets, first rates
             sampler.sample_once()
         r.inproc_cpu_ms, r.inproc_wall_ms, snapshot = timed_passes(sampler, passes)
-        with TouchAll([p.ip for p in lab.pods()]):
-            time.sleep(0.5)
-            r.busy_cpu_ms, r.busy_wall_ms, _ = timed_passes(sampler, passes)
+        with TouchAll([p.ip for p in lab_pods]) as touch:
+            r.busy_cpu_ms, r.busy_wall_ms, _ = timed_passes(sampler, passes, touch.round)
         r.render_ms = measure_render(snapshot)
         shaped = sum(1 for s in snapshot.pods for d in s.directions.values() if d.qdisc is not None)
         if len(snapshot.pods) != len(pods) or shaped != 2 * len(pods):
@@ -429,8 +435,7 @@ def measure_inprocess(lab: LabNode, passes: int, profile: bool, r: Results, egre
         if profile:
             prof = cProfile.Profile()
             prof.enable()
-            for _ in range(passes):
-                sampler.sample_once()
+            timed_passes(sampler, passes)
             prof.disable()
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
