@@ -54,7 +54,7 @@ _INGRESS, _EGRESS = Direction.INGRESS, Direction.EGRESS
 # A namespace that vanished between discovery and the dump is routine churn, not an agent fault.
 _NAMESPACE_ERRORS = (NetnsGone, NetlinkError, OSError)
 FULL_READ_MAX_AGE_S = 15.0
-"""A pod whose host-side peers showed no change is still read in full at least this often (one
+"""A pod whose host-side peers received nothing is still read in full at least this often (one
 default Prometheus scrape interval): counters only its own side keeps are at most this stale.
 Each pod's next full read is due after 0.5..1x this, at random, so pods first read together do
 not all come due in the same pass."""
