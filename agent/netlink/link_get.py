@@ -11,7 +11,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from agent.netlink.single_get import NLA_TYPE_MASK, NLATTR, attr, cstr, get_one
+from agent.netlink.single_get import attr, attributes, cstr, get_one
 
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
@@ -60,13 +60,7 @@ def parse_link(data: bytes, start: int, end: int) -> RawLink:
     name = kind = alias = ""
     link_index = gso_max_size = 0
     link_netnsid = -1
-    pos = start + _IFINFOMSG.size
-    while pos + NLATTR.size <= end:
-        attr_len, attr_type = NLATTR.unpack_from(data, pos)
-        if attr_len < NLATTR.size:
-            break
-        value, value_end = pos + NLATTR.size, min(pos + attr_len, end)
-        attr_type &= NLA_TYPE_MASK
+    for attr_type, value, value_end in attributes(data, start + _IFINFOMSG.size, end):
         if attr_type == IFLA_IFNAME:
             name = cstr(data, value, value_end)
         elif attr_type == IFLA_LINK and value_end - value >= 4:
@@ -79,16 +73,11 @@ def parse_link(data: bytes, start: int, end: int) -> RawLink:
             kind = _info_kind(data, value, value_end)
         elif attr_type == IFLA_IFALIAS:
             alias = cstr(data, value, value_end)
-        pos += (attr_len + 3) & ~3
     return RawLink(index, name, kind, link_index, link_netnsid, gso_max_size, alias)
 
 
 def _info_kind(data: bytes, pos: int, end: int) -> str:
-    while pos + NLATTR.size <= end:
-        attr_len, attr_type = NLATTR.unpack_from(data, pos)
-        if attr_len < NLATTR.size:
-            break
-        if attr_type & NLA_TYPE_MASK == IFLA_INFO_KIND:
-            return cstr(data, pos + NLATTR.size, min(pos + attr_len, end))
-        pos += (attr_len + 3) & ~3
+    for attr_type, value, value_end in attributes(data, pos, end):
+        if attr_type == IFLA_INFO_KIND:
+            return cstr(data, value, value_end)
     return ""

@@ -13,13 +13,12 @@ import struct
 from dataclasses import dataclass
 
 from agent.netlink.single_get import (  # noqa: F401  (NLMSG_ERROR: for tests scripting answers)
-    NLA_TYPE_MASK,
-    NLATTR,
     NLM_F_ACK,
     NLM_F_ECHO,
     NLM_F_REQUEST,
     NLMSG_ERROR,
     GetError,
+    attributes,
     cstr,
     get_one,
 )
@@ -71,33 +70,19 @@ def parse_qdisc(data: bytes, start: int, end: int) -> RawQdisc:
     _family, _ifindex, handle, parent, _info = _TCMSG.unpack_from(data, start)
     kind = ""
     options: tuple[int, int] | None = None
-    pos = start + _TCMSG.size
-    while pos + NLATTR.size <= end:
-        attr_len, attr_type = NLATTR.unpack_from(data, pos)
-        if attr_len < NLATTR.size:
-            break
-        value_start, value_end = pos + NLATTR.size, min(pos + attr_len, end)
-        attr_type &= NLA_TYPE_MASK
+    for attr_type, value_start, value_end in attributes(data, start + _TCMSG.size, end):
         if attr_type == TCA_KIND:
             kind = cstr(data, value_start, value_end)
         elif attr_type == TCA_OPTIONS:
             options = (value_start, value_end)
-        pos += (attr_len + 3) & ~3
     if kind != "tbf" or options is None:
         return RawQdisc(kind, handle, parent)
     rate = buffer = limit = 0
     rate64 = None
-    pos, options_end = options
-    while pos + NLATTR.size <= options_end:
-        attr_len, attr_type = NLATTR.unpack_from(data, pos)
-        if attr_len < NLATTR.size:
-            break
-        value = pos + NLATTR.size
-        attr_type &= NLA_TYPE_MASK
-        if attr_type == TCA_TBF_PARMS and attr_len - NLATTR.size >= _TBF_QOPT.size:
+    for attr_type, value, value_end in attributes(data, *options):
+        if attr_type == TCA_TBF_PARMS and value_end - value >= _TBF_QOPT.size:
             fields = _TBF_QOPT.unpack_from(data, value)
             rate, limit, buffer = fields[5], fields[12], fields[13]
-        elif attr_type == TCA_TBF_RATE64 and attr_len - NLATTR.size >= 8:
+        elif attr_type == TCA_TBF_RATE64 and value_end - value >= 8:
             (rate64,) = struct.unpack_from("=Q", data, value)
-        pos += (attr_len + 3) & ~3
     return RawQdisc(kind, handle, parent, rate64 if rate64 is not None else rate, buffer, limit)

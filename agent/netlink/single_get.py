@@ -11,7 +11,7 @@ import itertools
 import os
 import socket
 import struct
-from typing import Callable, Collection, TypeVar
+from typing import Callable, Collection, Iterator, TypeVar
 
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -73,6 +73,17 @@ def get_one(
             if kind == answer_type:
                 found = parse(data, body, end)
         # the answer continues in the next datagram
+
+
+def attributes(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, value start, value end) of each attribute in data[pos:end]; a truncated one ends
+    the walk (values never reach past `end`)."""
+    while pos + NLATTR.size <= end:
+        attr_len, attr_type = NLATTR.unpack_from(data, pos)
+        if attr_len < NLATTR.size:
+            return
+        yield attr_type & NLA_TYPE_MASK, pos + NLATTR.size, min(pos + attr_len, end)
+        pos += (attr_len + 3) & ~3
 
 
 def cstr(data: bytes, start: int, end: int) -> str:
