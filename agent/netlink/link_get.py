@@ -52,7 +52,7 @@ def get_link(sock: socket.socket, index: int = 0, name: str = "") -> RawLink | N
         payload += attr(IFLA_IFNAME, name.encode() + b"\0")
     # Statistics are most of a link message and nothing here needs them.
     payload += attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-    return get_one(sock, RTM_GETLINK, payload, RTM_NEWLINK, parse_link, absent=(errno.ENODEV,))
+    return get_one(sock, RTM_GETLINK, payload, RTM_NEWLINK, parse_link, absent=(errno.ENODEV, errno.ENXIO))
 
 
 def parse_link(data: bytes, start: int, end: int) -> RawLink:
