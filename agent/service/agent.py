@@ -126,6 +126,15 @@ class Agent:
             self.queue.reconcile(event.pod, event.seen_at_monotonic_s)
 
     def _work_loop(self) -> None:
+        try:
+            self._work_until_stopped()
+        finally:
+            # pyroute2's handles (and their asyncio loops) belong to this thread, which made
+            # them: closing them here, before the thread's state goes away, leaves no loop for
+            # the garbage collector to close at exit ("Exception ignored in __del__" at SIGTERM).
+            self.reconciler.close()
+
+    def _work_until_stopped(self) -> None:
         while not self._stopped.is_set():
             work = self.queue.take(timeout_s=1.0)
             if work is None:
