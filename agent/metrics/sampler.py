@@ -256,6 +256,20 @@ class _PodCounters:
         return self.links
 
 
+def _same_or_new(
+    previous: DirectionSample | None, qdisc: QdiscStats | None, rate: float, peak: float
+) -> DirectionSample:
+    """`previous` when it already says this, else a new DirectionSample."""
+    if (
+        previous is not None
+        and previous.qdisc is qdisc
+        and previous.throughput_bytes_per_s == rate
+        and previous.peak_bytes_per_s == peak
+    ):
+        return previous
+    return DirectionSample(qdisc, rate, peak)
+
+
 def _rate(previous: int, current: int, elapsed_s: float) -> float:
     # A smaller counter means the interface was replaced: no meaningful rate for this interval.
     if elapsed_s <= 0.0 or current < previous:
@@ -439,23 +453,10 @@ class Sampler:
                 egress_qdisc = qdisc
 
         # Reuse last pass's objects where nothing changed: an idle pod costs no allocations.
-        changed = False
-        ingress = counters.ingress
-        if ingress is None or not (
-            ingress.qdisc is ingress_qdisc
-            and ingress.throughput_bytes_per_s == ingress_rate
-            and ingress.peak_bytes_per_s == ingress_peak
-        ):
-            ingress = counters.ingress = DirectionSample(ingress_qdisc, ingress_rate, ingress_peak)
-            changed = True
-        egress = counters.egress
-        if egress is None or not (
-            egress.qdisc is egress_qdisc
-            and egress.throughput_bytes_per_s == egress_rate
-            and egress.peak_bytes_per_s == egress_peak
-        ):
-            egress = counters.egress = DirectionSample(egress_qdisc, egress_rate, egress_peak)
-            changed = True
+        ingress = _same_or_new(counters.ingress, ingress_qdisc, ingress_rate, ingress_peak)
+        egress = _same_or_new(counters.egress, egress_qdisc, egress_rate, egress_peak)
+        changed = ingress is not counters.ingress or egress is not counters.egress
+        counters.ingress, counters.egress = ingress, egress
         previous = counters.sample
         if (
             not changed
