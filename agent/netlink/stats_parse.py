@@ -17,6 +17,7 @@ from typing import Callable, TypeVar
 
 from agent.model.snapshot import LinkStats, QdiscStats
 from agent.netlink.errors import NetlinkError
+from agent.netlink.fixed_layout import FixedLayout, LayoutCache
 
 # <linux/netlink.h>
 NLMSG_NOOP = 1
@@ -190,6 +191,11 @@ LinkCounters = tuple[int, int, int, int, int, int, int, int, int]
 tx_dropped): LinkStats' counter fields in LinkStats' order, after the ifindex."""
 
 
+_STATS_FIRST_ATTR = struct.Struct("=4xi4xHH8Q")
+"""if_stats_msg's ifindex, the first attribute's header and, if it is IFLA_STATS_LINK_64, the
+counters: the whole of a usual RTM_NEWSTATS reply, in one unpack."""
+
+
 def parse_link_counters(buf: Buffer, start: int = 0, end: int | None = None) -> LinkCounters:
     """Decode an RTM_NEWSTATS payload (if_stats_msg + IFLA_STATS_LINK_64) in buf[start:end].
 
@@ -198,6 +204,17 @@ def parse_link_counters(buf: Buffer, start: int = 0, end: int | None = None) -> 
     """
     if end is None:
         end = len(buf)
+    if end <= len(buf) and end - start >= _STATS_FIRST_ATTR.size:
+        ifindex, alen, atype, rxp, txp, rxb, txb, rxe, txe, rxd, txd = _STATS_FIRST_ATTR.unpack_from(
+            buf, start
+        )
+        # The walk below would stop at this first attribute and return the same.
+        if (
+            atype & NLA_TYPE_MASK == IFLA_STATS_LINK_64
+            and alen >= RTATTR.size + LINK_STATS64_HEAD.size
+            and start + IF_STATS_MSG.size + alen <= end
+        ):
+            return ifindex, rxb, rxp, rxe, rxd, txb, txp, txe, txd
     if end > len(buf) or end - start < IF_STATS_MSG.size:
         raise NetlinkError("truncated RTM_NEWSTATS: shorter than struct if_stats_msg")
     ifindex = IF_STATS_MSG.unpack_from(buf, start)[1]
@@ -228,6 +245,19 @@ def raw_payload(buf: Buffer, start: int, end: int) -> bytes:
 
 _KINDS: dict[bytes, str] = {}
 """Qdisc kinds by their attribute bytes: a handful of distinct values, decoded once each."""
+MAX_KINDS = 256
+
+
+def _kind_of(raw_kind: bytes) -> str:
+    if len(_KINDS) >= MAX_KINDS:  # only garbage input gets here
+        _KINDS.clear()
+    kind = _KINDS[raw_kind] = _cstr(raw_kind, 0, len(raw_kind))
+    return kind
+
+
+_QDISC_LAYOUTS = LayoutCache()
+"""Shapes of qdisc messages seen so far (see agent.netlink.fixed_layout)."""
+_TCMSG_FIELDS = ((4, "i"), (8, "I"), (12, "I"))  # ifindex, handle, parent
 
 
 def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscStats:
@@ -236,15 +266,38 @@ def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscSta
         end = len(buf)
     if end > len(buf) or end - start < TCMSG.size:
         raise NetlinkError("truncated RTM_NEWQDISC: shorter than struct tcmsg")
+    fields = _QDISC_LAYOUTS.unpack(buf, start, end)
+    if fields is None:
+        return _walk_qdisc(buf, start, end)
+    if len(fields) == 12:  # with TCA_STATS_PKT64, which replaces BASIC's 32-bit packet count
+        (ifindex, handle, parent, raw_kind, nbytes, _, packets,
+         qlen, backlog, drops, requeues, overlimits) = fields
+    else:
+        (ifindex, handle, parent, raw_kind, nbytes, packets,
+         qlen, backlog, drops, requeues, overlimits) = fields
+    # (Another kind of the same name length can share a layout: look it up, don't assume.)
+    kind = _KINDS.get(raw_kind) or _kind_of(raw_kind)
+    return tuple.__new__(
+        QdiscStats,
+        (ifindex, handle, parent, kind, nbytes, packets, drops, overlimits, requeues, backlog, qlen),
+    )
+
+
+def _walk_qdisc(buf: Buffer, start: int, end: int) -> QdiscStats:
+    """parse_qdisc by walking every attribute; remembers the message's shape for next time."""
     _family, ifindex, handle, parent, _info = TCMSG.unpack_from(buf, start)
     kind = ""
     nbytes = packets = packets64 = -1
     qlen = backlog = drops = requeues = overlimits = 0
+    headers: list[tuple[int, int, int]] = []
+    kind_at = basic_at = queue_at = pkt64_at = -1
+    kind_len = 0
     unpack_attr = RTATTR.unpack_from
     off = start + TCMSG.size
     last = end - RTATTR.size
     while off <= last:
         alen, atype = unpack_attr(buf, off)
+        headers.append((off - start, alen, atype))
         nxt = off + alen
         if alen < 4 or nxt > end:
             raise NetlinkError(f"truncated qdisc attribute {atype & NLA_TYPE_MASK} at {off}")
@@ -253,6 +306,7 @@ def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscSta
             inner = off + RTATTR.size
             while inner <= nxt - RTATTR.size:
                 ilen, itype = unpack_attr(buf, inner)
+                headers.append((inner - start, ilen, itype))
                 inxt = inner + ilen
                 if ilen < 4 or inxt > nxt:
                     raise NetlinkError(f"truncated TCA_STATS2 attribute {itype} at {inner}")
@@ -261,19 +315,29 @@ def parse_qdisc(buf: Buffer, start: int = 0, end: int | None = None) -> QdiscSta
                 if itype == TCA_STATS_BASIC:
                     _need(ilen, GNET_STATS_BASIC.size, "TCA_STATS_BASIC")
                     nbytes, packets = GNET_STATS_BASIC.unpack_from(buf, data)
+                    basic_at = data - start
                 elif itype == TCA_STATS_QUEUE:
                     _need(ilen, GNET_STATS_QUEUE.size, "TCA_STATS_QUEUE")
                     qlen, backlog, drops, requeues, overlimits = GNET_STATS_QUEUE.unpack_from(
                         buf, data
                     )
+                    queue_at = data - start
                 elif itype == TCA_STATS_PKT64:
                     _need(ilen, U64.size, "TCA_STATS_PKT64")
                     packets64 = U64.unpack_from(buf, data)[0]
+                    pkt64_at = data - start
                 inner = (inxt + 3) & ~3
         elif atype == TCA_KIND:
             raw_kind = bytes(buf[off + RTATTR.size:nxt])
-            kind = _KINDS.get(raw_kind) or _KINDS.setdefault(raw_kind, _cstr(raw_kind, 0, len(raw_kind)))
+            kind = _KINDS.get(raw_kind) or _kind_of(raw_kind)
+            kind_at, kind_len = off + RTATTR.size - start, alen - RTATTR.size
         off = (nxt + 3) & ~3
+    if min(kind_at, basic_at, queue_at) >= 0:  # a layout holds every field parse_qdisc unpacks
+        fields = [*_TCMSG_FIELDS, (kind_at, f"{kind_len}s"), (basic_at, "QI")]
+        if pkt64_at >= 0:
+            fields.append((pkt64_at, "Q"))
+        fields.append((queue_at, "5I"))
+        _QDISC_LAYOUTS.add(FixedLayout(end - start, headers, fields))
     return QdiscStats(
         ifindex=ifindex,
         handle=handle,

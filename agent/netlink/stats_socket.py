@@ -321,8 +321,9 @@ class StatsSocket:
                     meta = info.get(ifindex)
                 if meta is None:
                     continue  # deleted between the two dumps
-                link = LinkStats(
-                    ifindex, meta.name, meta.link_ifindex, meta.link_netnsid, meta.kind, *counters
+                # (tuple.__new__: LinkStats' own __new__ costs twice as much, per link per pass.)
+                link = tuple.__new__(
+                    LinkStats, (ifindex, meta.name, meta.link_ifindex, meta.link_netnsid, meta.kind, *counters)
                 )
             fresh[raw] = link
             out.append(link)
