@@ -40,9 +40,13 @@ def link_info(ifindex: int, name: str) -> bytes:
 # -- pure parsing -----------------------------------------------------------------------------
 
 
-def test_link_counters_are_returned_in_linkstats_order() -> None:
-    payload = stats_payload(7, (11, 22, 5_000, 6_000, 3, 4, 5, 6), pad=True)
+@pytest.mark.parametrize("pad", [False, True], ids=["counters-first (one unpack)", "pad-first (walked)"])
+def test_link_counters_are_returned_in_linkstats_order(pad: bool) -> None:
+    payload = stats_payload(7, (11, 22, 5_000, 6_000, 3, 4, 5, 6), pad=pad)
     assert sp.parse_link_counters(payload) == (7, 5_000, 11, 3, 5, 6_000, 22, 4, 6)
+    # The same from inside a larger buffer (as the reader passes a datagram and offsets).
+    framed = b"\xff" * 12 + payload + b"\xee" * 20
+    assert sp.parse_link_counters(framed, 12, 12 + len(payload)) == (7, 5_000, 11, 3, 5, 6_000, 22, 4, 6)
 
 
 def test_stats_message_without_link_64_says_unsupported() -> None:
@@ -51,11 +55,14 @@ def test_stats_message_without_link_64_says_unsupported() -> None:
     assert info.value.errno == errno.EOPNOTSUPP
 
 
-def test_every_truncated_stats_message_raises_netlink_error() -> None:
-    payload = stats_payload(2, tuple(range(8)))
+@pytest.mark.parametrize("pad", [False, True])
+def test_every_truncated_stats_message_raises_netlink_error(pad: bool) -> None:
+    payload = stats_payload(2, tuple(range(8)), pad=pad)
     for cut in range(len(payload)):
         with pytest.raises(NetlinkError):
             sp.parse_link_counters(payload[:cut])
+        with pytest.raises(NetlinkError):  # cut short by `end`, with bytes after it in the buffer
+            sp.parse_link_counters(payload, 0, cut)
 
 
 def test_requests_layout() -> None:
