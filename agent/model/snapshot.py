@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 from agent.model.direction import Direction
 from agent.model.pod import Pod
@@ -50,9 +51,11 @@ class QdiscStats(NamedTuple):
     backlog_packets: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class DirectionSample:
-    """Statistics of the qdisc that enforces one direction's limit, plus throughput."""
+class DirectionSample(NamedTuple):
+    """Statistics of the qdisc that enforces one direction's limit, plus throughput.
+
+    This and PodSample are NamedTuples for the reason LinkStats is: the sampler makes one of
+    each for every pod whose counters moved, every second."""
 
     qdisc: QdiscStats | None
     throughput_bytes_per_s: float
@@ -61,13 +64,12 @@ class DirectionSample:
     """Max of throughput_bytes_per_s over the trailing peak window."""
 
 
-@dataclass(frozen=True, slots=True)
-class PodSample:
+class PodSample(NamedTuple):
     pod: Pod
     shaping: PodShapingStatus
     links: tuple[LinkStats, ...]
     """The pod's interfaces (loopback excluded) from inside its namespace."""
-    directions: dict[Direction, DirectionSample] = field(default_factory=dict)
+    directions: Mapping[Direction, DirectionSample] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
