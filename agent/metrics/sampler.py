@@ -5,16 +5,19 @@ of namespaces every second), so it does plain dict/tuple work on the raw reader'
 nothing more (bench/collect.py measures it):
 
 - The host namespace is dumped once per pass. A veth's byte and packet counters are its peer's
-  mirrored (the kernel reports one side's transmit as the other side's receive), so when every
-  interface of a pod is a veth whose host-side peer received nothing since the last pass, the
-  pod sent nothing and its egress qdisc passed nothing: its previous dump is still true but for
-  what it received, which is its peer's transmit counters, and its namespace is not entered.
-  That covers idle pods and pods that only receive, such as the broadcasts a bridge floods to
-  every port (on a 250-pod bridge, some pod's ARP or IPv6 multicast reaches all of them nearly
-  every second). What only the pod's side counts (drops, errors, an interface added in the pod
-  without a veth to the host) is picked up by a full read that every pod gets at least every
-  FULL_READ_MAX_AGE_S, spread over passes.
-- A pod read in full costs one round trip into its namespace (links and qdiscs together).
+  mirrored (the kernel reports one side's transmit as the other side's receive), so a pod whose
+  interfaces are all veths with host-side peers needs no link dump of its own: its receive and
+  transmit counters are read from the peers. Its namespace is entered only when the pod sent
+  something (a peer received) and podbw's egress qdisc sits in the pod, for that qdisc's
+  counters (one qdisc dump). Idle pods and pods that only receive, such as the broadcasts a
+  bridge floods to every port (on a 250-pod bridge, some pod's ARP or IPv6 multicast reaches
+  all of them nearly every second), are not entered at all.
+- What only the pod's side counts (drops, errors, an interface added in the pod without a veth
+  to the host) is picked up by a periodic read of its links that every pod gets at least every
+  FULL_READ_MAX_AGE_S, spread over passes; its qdiscs then only when those links show it may
+  have transmitted meanwhile.
+- A pod whose interfaces are not (yet) confirmed as mirrored veths is read in full every pass:
+  one round trip into its namespace for links and qdiscs together.
 - An idle pod's sample from the previous pass is reused rather than rebuilt.
 """
 
@@ -53,28 +56,29 @@ LOOPBACK = "lo"
 _INGRESS, _EGRESS = Direction.INGRESS, Direction.EGRESS
 # A namespace that vanished between discovery and the dump is routine churn, not an agent fault.
 _NAMESPACE_ERRORS = (NetnsGone, NetlinkError, OSError)
-FULL_READ_MAX_AGE_S = 15.0
-"""A pod whose host-side peers received nothing is still read in full at least this often (one
-default Prometheus scrape interval): counters only its own side keeps are at most this stale.
-Each pod's next full read is due after 0.5..1x this, at random, so pods first read together do
-not all come due in the same pass."""
+FULL_READ_MAX_AGE_S = 30.0
+"""Every pod's links are read at least this often (a common scrape interval): the drop and error
+counters only its own side keeps are at most this stale. These reads are the costliest per-pod
+part of a pass (a round trip into the namespace), hence not more often. Each pod's next read is
+due after 0.5..1x this, at random, so pods first read together do not all come due together."""
 
 
 class _Namespace:
     """One namespace's dump, indexed for the lookups a pass needs."""
 
-    __slots__ = ("link_by_ifindex", "ifindex_by_name", "podbw_root_by_ifindex")
+    __slots__ = ("link_by_ifindex", "podbw_root_by_name")
 
     def __init__(self, links: Sequence[LinkStats], qdiscs: Sequence[QdiscStats]) -> None:
-        self.link_by_ifindex = {link.ifindex: link for link in links}
-        self.ifindex_by_name = {link.name: link.ifindex for link in links}
-        self.podbw_root_by_ifindex = {
-            q.ifindex: q for q in qdiscs if q.parent == TC_H_ROOT and q.handle == PODBW_ROOT_HANDLE
-        }
+        self.link_by_ifindex = by_ifindex = {link.ifindex: link for link in links}
+        self.podbw_root_by_name: dict[str, QdiscStats] = {}
+        for q in qdiscs:
+            if q.handle == PODBW_ROOT_HANDLE and q.parent == TC_H_ROOT:
+                link = by_ifindex.get(q.ifindex)
+                if link is not None:
+                    self.podbw_root_by_name[link.name] = q
 
     def podbw_root(self, device: str) -> QdiscStats | None:
-        ifindex = self.ifindex_by_name.get(device)
-        return None if ifindex is None else self.podbw_root_by_ifindex.get(ifindex)
+        return self.podbw_root_by_name.get(device)
 
 
 def _podbw_root_in(
@@ -115,7 +119,8 @@ def _any_on_host(statuses: Mapping[str, PodShapingStatus]) -> bool:
 
 
 class _PeakWindow:
-    """Max over a trailing time window in O(1) amortised: a deque of decreasing values."""
+    """Max over a trailing time window of values >= 0 in O(1) amortised: a deque of decreasing
+    positive values (a zero changes no maximum, so an idle pod's zeros are not stored)."""
 
     __slots__ = ("_entries",)
 
@@ -124,13 +129,14 @@ class _PeakWindow:
 
     def add(self, at_s: float, value: float, window_s: float) -> float:
         entries = self._entries
-        while entries and entries[-1][1] <= value:
-            entries.pop()
-        entries.append((at_s, value))
+        if value > 0.0:
+            while entries and entries[-1][1] <= value:
+                entries.pop()
+            entries.append((at_s, value))
         oldest_s = at_s - window_s
-        while entries[0][0] < oldest_s:
+        while entries and entries[0][0] < oldest_s:
             entries.popleft()
-        return entries[0][1]
+        return entries[0][1] if entries else 0.0
 
 
 RECEIVED_MEANWHILE_MAX_PACKETS = 64
@@ -145,8 +151,9 @@ def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, 
     An ifindex is only unique within a namespace, so the pair is confirmed both ways (each names
     the other as its peer) and by the counters: the peer's receive is the pod's transmit,
     exactly, and its transmit the pod's receive, allowing for what arrived between the two
-    dumps. A pod that sent something meanwhile fails the check and is read in full next pass. A pod with no interface yet (the runtime pins
-    the namespace before CNI adds eth0) is read every pass, so eth0 shows up at once."""
+    dumps. A pod that sent something meanwhile fails the check and is read in full next pass.
+    A pod with no interface yet (the runtime pins the namespace before CNI adds eth0) is read
+    every pass, so eth0 shows up at once."""
     if not own:
         return None
     peers = []
@@ -169,52 +176,16 @@ def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, 
     return tuple(peers)
 
 
-def _links_if_only_received(
-    links: Sequence[LinkStats], peers: tuple[LinkStats, ...], host: _Namespace
-) -> tuple[list[LinkStats], tuple[LinkStats, ...]] | None:
-    """The pod's links as they are now, from its previous dump and its peers' counters now,
-    with the peers now; None when some peer received anything (the pod sent something) or
-    changed. `peers` are in the order of the non-loopback `links`."""
-    by_ifindex = host.link_by_ifindex
-    out: list[LinkStats] = []
-    now_peers: list[LinkStats] = []
-    peer_iter = iter(peers)
-    for link in links:
-        if link.name == LOOPBACK:
-            out.append(link)
-            continue
-        peer = next(peer_iter)
-        now = by_ifindex.get(peer.ifindex)
-        if now is None:
-            return None
-        if now is not peer:
-            if (
-                now.rx_bytes != peer.rx_bytes
-                or now.rx_packets != peer.rx_packets
-                or now.link_ifindex != peer.link_ifindex
-                or now.kind != peer.kind
-            ):
-                return None
-        if now.tx_packets != link.rx_packets or now.tx_bytes != link.rx_bytes:
-            # What the peer sent, the pod received: the same counter, read from the host. (It
-            # is at least what the pod's last dump showed: that dump came after the peer's.)
-            # LinkStats' fields: 5 identifying ones, rx_bytes, rx_packets, then the rest.
-            # (tuple.__new__: NamedTuple._replace costs several times as much, per pod per pass.)
-            link = tuple.__new__(LinkStats, (*link[:5], now.tx_bytes, now.tx_packets, *link[7:]))
-        out.append(link)
-        now_peers.append(now)
-    return out, tuple(now_peers)
-
-
 class _PodCounters:
     """What the previous pass saw for one pod: byte counters, the peak windows, the samples it
-    produced (reused whole when nothing changed, as for most idle pods), and the pod's own dump
-    with the host-side peers it was confirmed against (to skip reading an unchanged pod)."""
+    produced (reused whole when nothing changed, as for most idle pods), and what it takes to
+    publish the pod without reading it: its interfaces, the host-side peers they were
+    confirmed against, and which of its limits sit on host devices."""
 
     __slots__ = (
         "at_s", "ifindexes", "rx_bytes", "tx_bytes", "ingress_peak", "egress_peak",
         "sample", "ingress", "egress",
-        "links", "qdiscs", "with_qdiscs", "status", "host_peers", "full_read_due_s",
+        "own", "status", "host_peers", "host_devices", "pod_devices", "full_read_due_s",
     )
 
     def __init__(self) -> None:
@@ -227,33 +198,61 @@ class _PodCounters:
         self.sample: PodSample | None = None
         self.ingress: DirectionSample | None = None
         self.egress: DirectionSample | None = None
-        self.links: list[LinkStats] = []
-        self.qdiscs: Sequence[QdiscStats] = ()
-        self.with_qdiscs = False
+        self.own: tuple[LinkStats, ...] = ()
+        """The pod's interfaces but loopback, as last published."""
         self.status: PodShapingStatus | None = None
+        """The shaping status of the last full read."""
         self.host_peers: tuple[LinkStats, ...] | None = None
-        """Set after a full read whose interfaces all mirror a host peer; None: read in full."""
+        """Set after a full read whose interfaces all mirror a host peer (in the order of own);
+        None: read in full."""
+        self.host_devices: tuple[str | None, str | None] = (None, None)
+        """The host device of the ingress and the egress limit (None: in the pod, or none)."""
+        self.pod_devices: tuple[str | None, str | None] = (None, None)
+        """The pod's device of the ingress and the egress limit (None: on the host, or none)."""
         self.full_read_due_s = 0.0
 
-    def links_without_reading(
-        self, status: PodShapingStatus, needs_pod_qdiscs: bool, host: _Namespace, at_s: float
-    ) -> list[LinkStats] | None:
-        """The pod's links now, when they follow from its previous dump and the host's (see
-        _links_if_only_received); None when its namespace has to be read."""
-        peers = self.host_peers
+
+def _mirrored(link: LinkStats, peer: LinkStats) -> LinkStats:
+    """The pod's link with its byte and packet counters read from its host peer: what one
+    side sends the other receives, and the kernel reports it from one counter on both. The
+    drop and error counters are the pod side's own, from its last read."""
+    # (tuple.__new__: NamedTuple._replace costs several times as much, per pod per pass.)
+    ifindex, name, link_ifindex, link_netnsid, kind, _, _, rx_errors, rx_dropped, _, _, tx_errors, tx_dropped = link
+    return tuple.__new__(
+        LinkStats,
+        (
+            ifindex, name, link_ifindex, link_netnsid, kind,
+            peer.tx_bytes, peer.tx_packets, rx_errors, rx_dropped,
+            peer.rx_bytes, peer.rx_packets, tx_errors, tx_dropped,
+        ),
+    )
+
+
+def _pod_qdiscs_unchanged(
+    counters: _PodCounters, status: PodShapingStatus, links: Sequence[LinkStats]
+) -> bool:
+    """Whether podbw's qdiscs in the pod still read as at its last full read, going by its
+    links read now: it transmitted nothing since (each interface's transmit and drop counters
+    stand) and none of those qdiscs held a backlog then (queued packets can be sent or dropped
+    later)."""
+    own = counters.own
+    now = [link for link in links if link.name != LOOPBACK]
+    if len(now) != len(own):
+        return False
+    for was, link in zip(own, now):
         if (
-            peers is None
-            or at_s >= self.full_read_due_s
-            or (needs_pod_qdiscs and not self.with_qdiscs)
-            # A limit change may have replaced the pod's qdisc: read what is there now.
-            or not (self.status is status or self.status == status)
+            link.ifindex != was.ifindex
+            or link.tx_packets != was.tx_packets
+            or link.tx_bytes != was.tx_bytes
+            or link.tx_dropped != was.tx_dropped
+            or link.tx_errors != was.tx_errors
         ):
-            return None
-        found = _links_if_only_received(self.links, peers, host)
-        if found is None:
-            return None
-        self.links, self.host_peers = found
-        return self.links
+            return False
+    for direction, d in status.directions.items():
+        sample = counters.ingress if direction is _INGRESS else counters.egress
+        if d.device_in_pod and sample is not None and sample.qdisc is not None and sample.qdisc.backlog_packets:
+            return False
+    return True
 
 
 def _same_or_new(
@@ -267,14 +266,7 @@ def _same_or_new(
         and previous.peak_bytes_per_s == peak
     ):
         return previous
-    return DirectionSample(qdisc, rate, peak)
-
-
-def _rate(previous: int, current: int, elapsed_s: float) -> float:
-    # A smaller counter means the interface was replaced: no meaningful rate for this interval.
-    if elapsed_s <= 0.0 or current < previous:
-        return 0.0
-    return (current - previous) / elapsed_s
+    return tuple.__new__(DirectionSample, (qdisc, rate, peak))
 
 
 class Sampler:
@@ -307,6 +299,8 @@ class Sampler:
         self._pass_lock = threading.Lock()
         self._scheduler: BaseScheduler | None = None
         self._host_failing = False
+        self._namespace_reads = 0
+        """Pod namespaces read in the pass in progress (for its debug line)."""
 
     @property
     def latest(self) -> Snapshot | None:
@@ -337,39 +331,29 @@ class Sampler:
         host_at_s = clock()
         counters_by_pod = self._counters
         samples: list[PodSample] = []
-        full_reads = 0
+        self._namespace_reads = 0
         for pod in pods:
             status = statuses.get(pod.sandbox_id) or PodShapingStatus(pod.sandbox_id)
-            needs_pod_qdiscs = False
-            for d in status.directions.values():
-                if d.device and d.device_in_pod:
-                    needs_pod_qdiscs = True
             counters = counters_by_pod.get(pod.sandbox_id)
             if counters is None:
                 counters = counters_by_pod[pod.sandbox_id] = _PodCounters()
-            else:
-                links = counters.links_without_reading(status, needs_pod_qdiscs, host, host_at_s)
-                if links is not None:
-                    samples.append(self._pod_sample(pod, status, counters, links, counters.qdiscs, host, host_at_s))
-                    continue
-            try:
-                sock = self._pool.get(pod.netns_path)
-                if not needs_pod_qdiscs:
-                    links, qdiscs = sock.links(), ()
+            elif (
+                counters.host_peers is not None
+                # A limit change may have replaced the pod's qdisc: read what is there now.
+                and (counters.status is status or counters.status == status)
+            ):
+                if host_at_s >= counters.full_read_due_s:
+                    sample = self._sample_read(pod, status, counters, host, periodic=True)
                 else:
-                    links, qdiscs = _links_and_qdiscs(sock)
-            except _NAMESPACE_ERRORS as exc:
-                log.debug("pod %s left out of this sample: %s", pod.key, exc)
-                self._pool.forget(pod.netns_path)
+                    sample = self._sample_unread(pod, status, counters, host, host_at_s)
+                    if sample is None:
+                        sample = self._sample_read(pod, status, counters, host)
+                if sample is not None:
+                    samples.append(sample)
                 continue
-            at_s = clock()
-            full_reads += 1
-            sample = self._pod_sample(pod, status, counters, links, qdiscs, host, at_s)
-            samples.append(sample)
-            counters.links, counters.qdiscs, counters.with_qdiscs = links, qdiscs, needs_pod_qdiscs
-            counters.status = status
-            counters.host_peers = _host_peers(sample.links, host)
-            counters.full_read_due_s = at_s + FULL_READ_MAX_AGE_S * random.uniform(0.5, 1.0)
+            sample = self._sample_read(pod, status, counters, host)
+            if sample is not None:
+                samples.append(sample)
 
         live = {pod.sandbox_id for pod in pods}
         if any(k not in live for k in self._counters):
@@ -388,7 +372,10 @@ class Sampler:
         # One line per pass at debug level: its timestamps give the real pass cadence
         # (bench/collect.py measures the interval under scrape load from them).
         log.debug(
-            "sample pass done: %d pods (%d read in full) in %.1f ms", len(samples), full_reads, duration_s * 1000
+            "sample pass done: %d pods (%d namespace reads) in %.1f ms",
+            len(samples),
+            self._namespace_reads,
+            duration_s * 1000,
         )
         return snapshot
 
@@ -407,71 +394,188 @@ class Sampler:
             self._host_failing = False
         return host
 
-    def _pod_sample(
+    def _sample_read(
         self,
         pod: Pod,
         status: PodShapingStatus,
         counters: _PodCounters,
-        links: Sequence[LinkStats],
-        qdiscs: Sequence[QdiscStats],
         host: _Namespace,
+        periodic: bool = False,
+    ) -> PodSample | None:
+        """The pod's sample from a read of its namespace; None when it is gone.
+
+        periodic: the read a pod with confirmed host peers gets at least every
+        FULL_READ_MAX_AGE_S, for the counters only its side keeps. Its qdiscs are read only
+        when its links show it transmitted (or dropped) since the last pass, or one of those
+        qdiscs held a backlog (_pod_qdiscs_unchanged)."""
+        needs_pod_qdiscs = any(d.device and d.device_in_pod for d in status.directions.values())
+        qdiscs: Sequence[QdiscStats] | None
+        try:
+            sock = self._pool.get(pod.netns_path)
+            if not needs_pod_qdiscs:
+                links, qdiscs = sock.links(), ()
+            elif periodic:
+                links = sock.links()
+                qdiscs = None if _pod_qdiscs_unchanged(counters, status, links) else sock.qdiscs()
+            else:
+                links, qdiscs = _links_and_qdiscs(sock)
+        except _NAMESPACE_ERRORS as exc:
+            log.debug("pod %s left out of this sample: %s", pod.key, exc)
+            self._pool.forget(pod.netns_path)
+            return None
+        self._namespace_reads += 1
+        at_s = self._clock()
+        own = tuple([link for link in links if link.name != LOOPBACK])
+        qdisc_of: dict[Direction, QdiscStats | None] = {}
+        host_devices: dict[Direction, str] = {}
+        pod_devices: dict[Direction, str] = {}
+        for direction, d in status.directions.items():
+            if not d.device:
+                continue
+            if d.device_in_pod:
+                pod_devices[direction] = d.device
+                if qdiscs is None:
+                    previous = counters.ingress if direction is _INGRESS else counters.egress
+                    qdisc_of[direction] = previous.qdisc if previous is not None else None
+                else:
+                    qdisc_of[direction] = _podbw_root_in(links, qdiscs, d.device)
+            else:
+                host_devices[direction] = d.device
+                qdisc_of[direction] = host.podbw_root(d.device)
+        ifindexes = tuple([link.ifindex for link in own])
+        same_interfaces = counters.ifindexes == ifindexes
+        counters.ifindexes = ifindexes
+        counters.status = status
+        counters.host_peers = _host_peers(own, host)
+        counters.host_devices = (host_devices.get(_INGRESS), host_devices.get(_EGRESS))
+        counters.pod_devices = (pod_devices.get(_INGRESS), pod_devices.get(_EGRESS))
+        counters.full_read_due_s = at_s + FULL_READ_MAX_AGE_S * random.uniform(0.5, 1.0)
+        return self._publish(
+            pod, status, counters, own, same_interfaces, qdisc_of.get(_INGRESS), qdisc_of.get(_EGRESS), at_s
+        )
+
+    def _sample_unread(
+        self, pod: Pod, status: PodShapingStatus, counters: _PodCounters, host: _Namespace, at_s: float
+    ) -> PodSample | None:
+        """The pod's sample from its previous read and the host's dump now, without reading its
+        links (see the module doc); None when it must be read in full.
+
+        A veth's counters mirror its peer's (_mirrored). What leaves the pod's own qdiscs
+        reaches a peer or is counted as dropped on the pod's side, which the periodic read
+        looks at (_pod_qdiscs_unchanged): while the peers received nothing those qdiscs are
+        not read either; once they did, they are (one dump, no links)."""
+        by_ifindex = host.link_by_ifindex
+        own = counters.own
+        peers = counters.host_peers
+        assert peers is not None
+        sent = False
+        if len(peers) == 1:  # nearly every pod: one eth0
+            peer = peers[0]
+            now = by_ifindex.get(peer.ifindex)
+            if now is not peer:
+                if now is None or now.link_ifindex != peer.link_ifindex or now.kind != peer.kind:
+                    return None  # not the same veth pair any more
+                counters.host_peers = (now,)
+                link = own[0]
+                if now.rx_packets != link.tx_packets or now.rx_bytes != link.tx_bytes:
+                    sent = True
+                    own = (_mirrored(link, now),)
+                elif now.tx_packets != link.rx_packets or now.tx_bytes != link.rx_bytes:
+                    own = (_mirrored(link, now),)
+        else:
+            new_own, new_peers = list(own), list(peers)
+            for i, peer in enumerate(peers):
+                now = by_ifindex.get(peer.ifindex)
+                if now is not peer:
+                    if now is None or now.link_ifindex != peer.link_ifindex or now.kind != peer.kind:
+                        return None
+                    new_peers[i] = now
+                    link = own[i]
+                    if now.rx_packets != link.tx_packets or now.rx_bytes != link.tx_bytes:
+                        sent = True
+                    new_own[i] = _mirrored(link, now)
+            counters.host_peers = tuple(new_peers)
+            if not _same_items(own, new_own):
+                own = tuple(new_own)
+        ingress, egress = counters.ingress, counters.egress
+        assert ingress is not None and egress is not None
+        ingress_qdisc, egress_qdisc = ingress.qdisc, egress.qdisc
+        (ingress_host, egress_host), (ingress_pod, egress_pod) = counters.host_devices, counters.pod_devices
+        if sent and (ingress_pod or egress_pod):
+            try:
+                qdiscs = self._pool.get(pod.netns_path).qdiscs()
+            except _NAMESPACE_ERRORS:
+                return None  # the full read finds the same and says so
+            self._namespace_reads += 1
+            if ingress_pod:
+                ingress_qdisc = _podbw_root_in(own, qdiscs, ingress_pod)
+            if egress_pod:
+                egress_qdisc = _podbw_root_in(own, qdiscs, egress_pod)
+        return self._publish(
+            pod,
+            status,
+            counters,
+            own,
+            True,
+            host.podbw_root(ingress_host) if ingress_host else ingress_qdisc,
+            host.podbw_root(egress_host) if egress_host else egress_qdisc,
+            at_s,
+        )
+
+    def _publish(
+        self,
+        pod: Pod,
+        status: PodShapingStatus,
+        counters: _PodCounters,
+        own: tuple[LinkStats, ...],
+        same_interfaces: bool,
+        ingress_qdisc: QdiscStats | None,
+        egress_qdisc: QdiscStats | None,
         at_s: float,
     ) -> PodSample:
-        own = [link for link in links if link.name != LOOPBACK]
-        rx_bytes = tx_bytes = 0
-        for link in own:
-            rx_bytes += link.rx_bytes
-            tx_bytes += link.tx_bytes
-        ifindexes = tuple([link.ifindex for link in own])
-
-        if counters.ifindexes == ifindexes:
+        """The pod's sample from its interfaces and qdiscs at at_s; rates against the previous
+        pass's counters when the interfaces are the same ones."""
+        if len(own) == 1:  # nearly every pod: one eth0
+            rx_bytes, tx_bytes = own[0].rx_bytes, own[0].tx_bytes
+        else:
+            rx_bytes = tx_bytes = 0
+            for link in own:
+                rx_bytes += link.rx_bytes
+                tx_bytes += link.tx_bytes
+        if same_interfaces and at_s > counters.at_s:
             elapsed_s = at_s - counters.at_s
-            ingress_rate = _rate(counters.rx_bytes, rx_bytes, elapsed_s)
-            egress_rate = _rate(counters.tx_bytes, tx_bytes, elapsed_s)
+            # A smaller counter means an interface was replaced: no meaningful rate this time.
+            previous_rx, previous_tx = counters.rx_bytes, counters.tx_bytes
+            ingress_rate = (rx_bytes - previous_rx) / elapsed_s if rx_bytes > previous_rx else 0.0
+            egress_rate = (tx_bytes - previous_tx) / elapsed_s if tx_bytes > previous_tx else 0.0
         else:
             # First sample, or interfaces came or went: the sums are not comparable.
             ingress_rate = egress_rate = 0.0
         counters.at_s = at_s
-        counters.ifindexes = ifindexes
         counters.rx_bytes = rx_bytes
         counters.tx_bytes = tx_bytes
         window_s = self.peak_window_s
         ingress_peak = counters.ingress_peak.add(at_s, ingress_rate, window_s)
         egress_peak = counters.egress_peak.add(at_s, egress_rate, window_s)
 
-        ingress_qdisc = egress_qdisc = None
-        for direction, d in status.directions.items():
-            if not d.device:
-                continue
-            if d.device_in_pod:
-                qdisc = _podbw_root_in(links, qdiscs, d.device)
-            else:
-                qdisc = host.podbw_root(d.device)
-            if direction is _INGRESS:
-                ingress_qdisc = qdisc
-            else:
-                egress_qdisc = qdisc
-
         # Reuse last pass's objects where nothing changed: an idle pod costs no allocations.
         ingress = _same_or_new(counters.ingress, ingress_qdisc, ingress_rate, ingress_peak)
         egress = _same_or_new(counters.egress, egress_qdisc, egress_rate, egress_peak)
-        changed = ingress is not counters.ingress or egress is not counters.egress
-        counters.ingress, counters.egress = ingress, egress
         previous = counters.sample
         if (
-            not changed
-            and previous is not None
+            previous is not None
+            and ingress is counters.ingress
+            and egress is counters.egress
             and previous.pod is pod
             # Unshaped pods get a fresh default status each pass: equal is as good as same.
             and (previous.shaping is status or previous.shaping == status)
-            and _same_items(previous.links, own)
+            and (own is counters.own or _same_items(counters.own, own))
         ):
             return previous
-        sample = counters.sample = PodSample(
-            pod=pod,
-            shaping=status,
-            links=tuple(own),
-            directions={_INGRESS: ingress, _EGRESS: egress},
+        counters.ingress, counters.egress, counters.own = ingress, egress, own
+        # (tuple.__new__ skips PodSample's generated __new__, for hundreds of pods a pass.)
+        sample = counters.sample = tuple.__new__(
+            PodSample, (pod, status, own, {_INGRESS: ingress, _EGRESS: egress})
         )
         return sample
 

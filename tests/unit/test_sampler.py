@@ -467,17 +467,50 @@ def test_idle_mirrored_pod_is_not_read_again_and_its_sample_is_reused() -> None:
     assert rates(second, "a") == (0.0, 0.0)
 
 
-def test_traffic_seen_on_the_host_peer_makes_the_pod_read_with_its_rate() -> None:
+def test_traffic_both_ways_is_read_from_the_host_peer_with_its_rate() -> None:
     h = MirroredHarness()
     h.sample_at(1.0)
     h.sample_at(2.0)
     h.move(rx=5_000, tx=1_000, packets=4)
     snap = h.sample_at(3.0)
-    assert h.reads == 2
+    assert h.reads == 1 and h.socket("a").qdisc_calls == 0  # no limit in the pod: nothing to read
     assert rates(snap, "a") == (5_000.0, 1_000.0)
-    assert by_name(snap)["a"].links[0].rx_bytes == 5_000
-    h.sample_at(4.0)  # unchanged again, and the fresh dump matches the peer: skipped
-    assert h.reads == 2
+    (eth0,) = by_name(snap)["a"].links
+    assert (eth0.rx_bytes, eth0.rx_packets, eth0.tx_bytes, eth0.tx_packets) == (5_000, 4, 1_000, 4)
+    assert eth0 == pod_eth0(5_000, 1_000, packets=4)
+    h.sample_at(4.0)
+    assert h.reads == 1
+
+
+def test_a_pod_that_sent_gets_its_own_qdiscs_read_but_not_its_links() -> None:
+    h = MirroredHarness()
+    h.statuses["sb-a"] = shaped_status(h.pods[0])  # egress on eth0 in the pod
+    h.socket("a").qdiscs_result = [tbf(2, bytes=0)]
+    h.sample_at(1.0)
+    assert (h.reads, h.socket("a").qdisc_calls) == (1, 1)
+    h.move(rx=0, tx=3_000, packets=2)
+    h.socket("a").qdiscs_result = [tbf(2, bytes=3_000, packets=2)]
+    snap = h.sample_at(2.0)
+    assert (h.reads, h.socket("a").qdisc_calls) == (1, 2)
+    assert by_name(snap)["a"].directions[Direction.EGRESS].qdisc == tbf(2, bytes=3_000, packets=2)
+    assert rates(snap, "a") == (0.0, 3_000.0)
+    # Receiving only: the pod's qdisc passed nothing, its last reading stands.
+    h.move(rx=9_000, tx=3_000, packets=2)
+    snap = h.sample_at(3.0)
+    assert (h.reads, h.socket("a").qdisc_calls) == (1, 2)
+    assert by_name(snap)["a"].directions[Direction.EGRESS].qdisc == tbf(2, bytes=3_000, packets=2)
+
+
+def test_a_pod_gone_before_its_qdiscs_are_read_is_left_out_once() -> None:
+    h = MirroredHarness()
+    h.statuses["sb-a"] = shaped_status(h.pods[0])
+    h.socket("a").qdiscs_result = [tbf(2)]
+    h.sample_at(1.0)
+    h.move(rx=0, tx=3_000, packets=2)
+    h.socket("a").error = NetnsGone("gone")
+    snap = h.sample_at(2.0)
+    assert "a" not in by_name(snap)
+    assert h.pool.forgotten == ["/var/run/netns/a"]
 
 
 def test_a_pod_that_only_received_is_not_read_and_its_receive_counters_follow_its_peer() -> None:
@@ -517,6 +550,31 @@ def test_pod_only_counters_are_read_within_the_full_read_age() -> None:
     snap = h.sample_at(1.0 + FULL_READ_MAX_AGE_S)
     assert h.reads == 2
     assert by_name(snap)["a"].links[0].tx_dropped == 9
+
+
+@pytest.mark.parametrize(
+    ("pod_link", "backlog_packets", "qdiscs_read"),
+    [
+        pytest.param(pod_eth0(0, 0), 0, False, id="nothing-sent-no-backlog"),
+        pytest.param(pod_eth0(0, 0)._replace(tx_dropped=1), 0, True, id="pod-side-drop"),
+        pytest.param(pod_eth0(0, 0)._replace(tx_errors=1), 0, True, id="pod-side-error"),
+        pytest.param(pod_eth0(0, 0), 3, True, id="backlog-at-last-read"),
+    ],
+)
+def test_the_periodic_read_rereads_the_pods_qdiscs_only_when_they_may_have_moved(
+    pod_link: LinkStats, backlog_packets: int, qdiscs_read: bool
+) -> None:
+    h = MirroredHarness()
+    h.statuses["sb-a"] = shaped_status(h.pods[0])
+    h.socket("a").qdiscs_result = [tbf(2, backlog_packets=backlog_packets)]
+    h.sample_at(1.0)
+    h.socket("a").links_result = [lo(), pod_link]
+    h.socket("a").qdiscs_result = [tbf(2, drops=5)]
+    snap = h.sample_at(1.0 + FULL_READ_MAX_AGE_S)
+    assert h.reads == 2
+    assert h.socket("a").qdisc_calls == (2 if qdiscs_read else 1)
+    expected = tbf(2, drops=5) if qdiscs_read else tbf(2, backlog_packets=backlog_packets)
+    assert by_name(snap)["a"].directions[Direction.EGRESS].qdisc == expected
 
 
 def test_a_changed_shaping_status_makes_the_pod_read() -> None:
@@ -583,6 +641,10 @@ def test_replaced_host_peer_makes_the_pod_read() -> None:
     assert h.reads == 2
 
 
-def test_received_counters_sit_where_the_sampler_rebuilds_them() -> None:
+def test_mirrored_counters_sit_where_the_sampler_rebuilds_them() -> None:
     # The sampler rebuilds a pod's LinkStats from its peer's counters by position.
-    assert LinkStats._fields[:7] == ("ifindex", "name", "link_ifindex", "link_netnsid", "kind", "rx_bytes", "rx_packets")
+    assert LinkStats._fields == (
+        "ifindex", "name", "link_ifindex", "link_netnsid", "kind",
+        "rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
+        "tx_bytes", "tx_packets", "tx_errors", "tx_dropped",
+    )
