@@ -17,6 +17,7 @@ import grpc
 import pytest
 
 from agent.cri import runtime_pb2 as pb
+from agent.cri import wire
 from agent.cri.client import CriClient, SandboxEvent, _event_from_response
 from agent.cri.endpoint import Endpoint
 from agent.cri.errors import (
@@ -26,6 +27,7 @@ from agent.cri.errors import (
     CriNotFound,
     CriPermissionDenied,
     CriUnavailable,
+    CriWireError,
 )
 from agent.cri.rpc_errors import classify_status, error_from_status
 from agent.lab.cri_server import LabServerError, prepare_socket_path, remove_socket, serve
@@ -289,11 +291,11 @@ def test_malformed_state_file_is_an_error_not_a_crash(lab: Lab, client: CriClien
 
 
 def test_event_conversion_of_container_and_unknown_events() -> None:
-    container_event = _event_from_response(pb.ContainerEventResponse(
-        container_id="c" * 64, container_event_type=pb.CONTAINER_STOPPED_EVENT, created_at=5,
-        pod_sandbox_status=pb.PodSandboxStatus(id="s" * 64)))
+    container_event = _event_from_response(wire.ContainerEventResponse(
+        container_id="c" * 64, container_event_type=wire.CONTAINER_STOPPED_EVENT, created_at=5,
+        pod_sandbox_status=wire.PodSandboxStatus(id="s" * 64)))
     assert container_event == SandboxEvent("c" * 64, "STOPPED", 5, "s" * 64, False)
-    unknown = _event_from_response(pb.ContainerEventResponse.FromString(b"\x0a\x01x\x10\x09"))
+    unknown = _event_from_response(wire.decode(wire.ContainerEventResponse, b"\x0a\x01x\x10\x09"))
     assert (unknown.event_type, unknown.sandbox_id, unknown.is_sandbox) == ("UNKNOWN", "", False)
 
 
@@ -408,6 +410,42 @@ def test_grpc_server_without_cri_is_not_cri(empty_grpc_server: Path) -> None:
     with CriClient(str(empty_grpc_server), timeout_s=TIMEOUT_S) as c, pytest.raises(CriNotCri) as caught:
         c.version()
     assert "not a CRI v1 runtime (UNIMPLEMENTED" in str(caught.value)
+
+
+GARBAGE = b"\x12\x05ab"
+"""A field whose length runs past the end of the message."""
+
+
+@pytest.fixture
+def garbage_grpc_server(short_dir: Path) -> Iterator[Path]:
+    """Answers every CRI call the client makes with bytes that are not protobuf."""
+    path = short_dir / "garbage.sock"
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    unary = grpc.unary_unary_rpc_method_handler(lambda request, context: GARBAGE)
+    stream = grpc.unary_stream_rpc_method_handler(lambda request, context: iter([GARBAGE]))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "runtime.v1.RuntimeService",
+        {"Version": unary, "ListPodSandbox": unary, "PodSandboxStatus": unary, "GetContainerEvents": stream},
+    ),))
+    server.add_insecure_port(f"unix://{path}")
+    server.start()
+    yield path
+    server.stop(0).wait()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda c: c.version(), lambda c: c.list_ready_sandboxes(), lambda c: c.sandbox_status("a" * 64),
+     lambda c: next(c.events(timeout_s=TIMEOUT_S))],
+    ids=["Version", "ListPodSandbox", "PodSandboxStatus", "GetContainerEvents"],
+)
+def test_answer_that_is_not_protobuf_is_not_cri(garbage_grpc_server: Path, call, caplog) -> None:
+    with CriClient(str(garbage_grpc_server), timeout_s=TIMEOUT_S) as c, pytest.raises(CriNotCri) as caught:
+        call(c)
+    assert "does not speak CRI gRPC (INTERNAL: Exception deserializing response!)" in str(caught.value)
+    # gRPC logs what the deserializer raised: the codec's own error, not an IndexError.
+    raised = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert raised and all(isinstance(exc, CriWireError) for exc in raised), raised
 
 
 def test_unsupported_endpoints_are_refused() -> None:
