@@ -436,6 +436,9 @@ def split_datagram(
     if limit > len(buf):
         raise NetlinkError(f"netlink datagram of {length} bytes exceeds the receive buffer")
     unpack = NLMSGHDR.unpack_from
+    # Records are sliced from one bytes copy of the datagram: a slice of the receive buffer
+    # (a bytearray) would be copied twice, into a bytearray and then into bytes.
+    frozen = bytes(buf[offset:limit])
     completed = 0
     off = offset
     while limit - off >= 16:  # NLMSGHDR.size
@@ -449,7 +452,7 @@ def split_datagram(
             if flags & NLM_F_DUMP_INTR:
                 chunk.interrupted = True
             if msg_type == record_type:
-                chunk.records.append(bytes(buf[off + 16:end]))  # hashable: a cache key
+                chunk.records.append(frozen[off + 16 - offset:end - offset])  # hashable: a cache key
             elif msg_type == NLMSG_DONE:
                 status = NLMSGERR_ERROR.unpack_from(buf, off + 16)[0] if msg_len >= 20 else 0
                 if status < 0:
