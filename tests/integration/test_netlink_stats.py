@@ -13,6 +13,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -358,9 +359,16 @@ def test_pyroute2_iproute_built_in_run_in_netns_does_not_follow_the_namespace(pa
         finally:
             ipr.close()
 
+    unraisable_hook = sys.unraisablehook
     with warnings.catch_warnings():
-        # The event loop IPRoute left in the helper thread's locals dies unclosed with it.
+        # The event loop IPRoute left in the helper thread's locals dies unclosed with it. Its
+        # __del__ may also raise: the cycle's collector can finalize its self-pipe socket
+        # first, and whether it does depends on the heap, i.e. on what ran before.
         warnings.simplefilter("ignore", ResourceWarning)
-        seen = run_in_netns(pair.node_path, build_in_pod_use_from_node)
-        gc.collect()  # the leaked loop sits in a reference cycle: collect it while ignored
+        sys.unraisablehook = lambda unraisable: None
+        try:
+            seen = run_in_netns(pair.node_path, build_in_pod_use_from_node)
+            gc.collect()  # the leaked loop sits in a reference cycle: collect it while ignored
+        finally:
+            sys.unraisablehook = unraisable_hook
     assert seen == {"lo", pair.node_veth}
