@@ -9,6 +9,7 @@ import pytest
 
 from agent.cri import runtime_pb2 as pb
 from agent.cri.generate import GENERATED_FILES, generated_sources
+from tests.unit.protobuf_wire import field, varint
 
 # kubernetes/cri-api pkg/apis/runtime/v1/api.proto, as tabled in FACTS.md.
 UPSTREAM_FIELDS = {
@@ -146,41 +147,22 @@ def test_round_trips_cover_every_top_level_message_with_fields() -> None:
     assert covered | nested_in_others == set(UPSTREAM_FIELDS)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    """Encode one wire field: an int as varint (type 0), bytes as length-delimited (type 2)."""
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def test_unknown_fields_from_a_newer_runtime_are_skipped() -> None:
     # What a full CRI v1 runtime sends: fields and nested messages we never declared.
-    container_status = _field(1, b"c" * 64) + _field(2, _field(1, b"nginx"))  # id, metadata
-    namespace_option = _field(1, 2) + _field(5, _field(1, 1))  # network=NODE, userns_options
+    container_status = field(1, b"c" * 64) + field(2, field(1, b"nginx"))  # id, metadata
+    namespace_option = field(1, 2) + field(5, field(1, 1))  # network=NODE, userns_options
     status = (
-        _field(1, b"s1")
-        + _field(6, _field(1, _field(2, namespace_option)))
-        + _field(5, _field(1, b"10.85.0.9") + _field(99, b"future"))
-        + _field(30, 12345)
+        field(1, b"s1")
+        + field(6, field(1, field(2, namespace_option)))
+        + field(5, field(1, b"10.85.0.9") + field(99, b"future"))
+        + field(30, 12345)
     )
     wire = (
-        _field(1, status)
-        + _field(2, _field(1, b"info") + _field(2, b"{}"))
-        + _field(3, container_status)
-        + _field(4, 99)
-        + _field(77, b"unknown top-level field")
+        field(1, status)
+        + field(2, field(1, b"info") + field(2, b"{}"))
+        + field(3, container_status)
+        + field(4, 99)
+        + field(77, b"unknown top-level field")
     )
     parsed = pb.PodSandboxStatusResponse.FromString(wire)
     assert parsed.status.id == "s1"
@@ -192,7 +174,7 @@ def test_unknown_fields_from_a_newer_runtime_are_skipped() -> None:
 
 
 def test_unknown_enum_value_is_kept_as_a_number() -> None:
-    wire = _field(1, b"c1") + _field(2, 9)
+    wire = field(1, b"c1") + field(2, 9)
     assert pb.ContainerEventResponse.FromString(wire).container_event_type == 9
 
 

@@ -15,25 +15,9 @@ from hypothesis import strategies as st
 from agent.cri import runtime_pb2 as pb
 from agent.cri import wire
 from agent.cri.errors import CriNotCri, CriWireError
+from tests.unit.protobuf_wire import field, varint
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def varint(value: int) -> bytes:
-    value &= 2**64 - 1
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def field(number: int, payload: bytes | int) -> bytes:
-    """One wire field: an int as varint (type 0), bytes as length-delimited (type 2)."""
-    if isinstance(payload, int):
-        return varint(number << 3) + varint(payload)
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def unknown_fields() -> bytes:
