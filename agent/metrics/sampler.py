@@ -63,6 +63,10 @@ part of a pass (a round trip into the namespace), hence not more often. Each pod
 due after 0.5..1x this, at random, so pods first read together do not all come due together."""
 
 
+def _is_podbw_root(q: QdiscStats) -> bool:
+    return q.handle == PODBW_ROOT_HANDLE and q.parent == TC_H_ROOT
+
+
 class _Namespace:
     """One namespace's dump, indexed for the lookups a pass needs."""
 
@@ -72,7 +76,7 @@ class _Namespace:
         self.link_by_ifindex = by_ifindex = {link.ifindex: link for link in links}
         self.podbw_root_by_name: dict[str, QdiscStats] = {}
         for q in qdiscs:
-            if q.handle == PODBW_ROOT_HANDLE and q.parent == TC_H_ROOT:
+            if _is_podbw_root(q):
                 link = by_ifindex.get(q.ifindex)
                 if link is not None:
                     self.podbw_root_by_name[link.name] = q
@@ -89,7 +93,7 @@ def _podbw_root_in(
         if link.name == device:
             ifindex = link.ifindex
             for q in qdiscs:
-                if q.ifindex == ifindex and q.parent == TC_H_ROOT and q.handle == PODBW_ROOT_HANDLE:
+                if q.ifindex == ifindex and _is_podbw_root(q):
                     return q
             return None
     return None
@@ -183,14 +187,13 @@ class _PodCounters:
     confirmed against, and which of its limits sit on host devices."""
 
     __slots__ = (
-        "at_s", "ifindexes", "rx_bytes", "tx_bytes", "ingress_peak", "egress_peak",
+        "at_s", "rx_bytes", "tx_bytes", "ingress_peak", "egress_peak",
         "sample", "ingress", "egress",
         "own", "status", "host_peers", "host_devices", "pod_devices", "full_read_due_s",
     )
 
     def __init__(self) -> None:
         self.at_s = 0.0
-        self.ifindexes: tuple[int, ...] | None = None
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.ingress_peak = _PeakWindow()
@@ -212,6 +215,16 @@ class _PodCounters:
         self.full_read_due_s = 0.0
 
 
+def _without_loopback(links: Sequence[LinkStats]) -> tuple[LinkStats, ...]:
+    return tuple([link for link in links if link.name != LOOPBACK])
+
+
+def _same_veth(peer: LinkStats, now: LinkStats | None) -> bool:
+    """Whether a host link read now is still the veth `peer` was, paired with the same pod
+    interface (its counters may have moved)."""
+    return now is not None and now.link_ifindex == peer.link_ifindex and now.kind == peer.kind
+
+
 def _mirrored(link: LinkStats, peer: LinkStats) -> LinkStats:
     """The pod's link with its byte and packet counters read from its host peer: what one
     side sends the other receives, and the kernel reports it from one counter on both. The
@@ -229,14 +242,13 @@ def _mirrored(link: LinkStats, peer: LinkStats) -> LinkStats:
 
 
 def _pod_qdiscs_unchanged(
-    counters: _PodCounters, status: PodShapingStatus, links: Sequence[LinkStats]
+    counters: _PodCounters, status: PodShapingStatus, now: tuple[LinkStats, ...]
 ) -> bool:
     """Whether podbw's qdiscs in the pod still read as at its last full read, going by its
-    links read now: it transmitted nothing since (each interface's transmit and drop counters
-    stand) and none of those qdiscs held a backlog then (queued packets can be sent or dropped
-    later)."""
+    interfaces read now (loopback left out): it transmitted nothing since (each interface's
+    transmit and drop counters stand) and none of those qdiscs held a backlog then (queued
+    packets can be sent or dropped later)."""
     own = counters.own
-    now = [link for link in links if link.name != LOOPBACK]
     if len(now) != len(own):
         return False
     for was, link in zip(own, now):
@@ -410,13 +422,15 @@ class Sampler:
         qdiscs held a backlog (_pod_qdiscs_unchanged)."""
         needs_pod_qdiscs = any(d.device and d.device_in_pod for d in status.directions.values())
         qdiscs: Sequence[QdiscStats] | None
+        own: tuple[LinkStats, ...] | None = None
         try:
             sock = self._pool.get(pod.netns_path)
             if not needs_pod_qdiscs:
                 links, qdiscs = sock.links(), ()
             elif periodic:
                 links = sock.links()
-                qdiscs = None if _pod_qdiscs_unchanged(counters, status, links) else sock.qdiscs()
+                own = _without_loopback(links)
+                qdiscs = None if _pod_qdiscs_unchanged(counters, status, own) else sock.qdiscs()
             else:
                 links, qdiscs = _links_and_qdiscs(sock)
         except _NAMESPACE_ERRORS as exc:
@@ -425,7 +439,8 @@ class Sampler:
             return None
         self._namespace_reads += 1
         at_s = self._clock()
-        own = tuple([link for link in links if link.name != LOOPBACK])
+        if own is None:
+            own = _without_loopback(links)
         qdisc_of: dict[Direction, QdiscStats | None] = {}
         host_devices: dict[Direction, str] = {}
         pod_devices: dict[Direction, str] = {}
@@ -442,9 +457,8 @@ class Sampler:
             else:
                 host_devices[direction] = d.device
                 qdisc_of[direction] = host.podbw_root(d.device)
-        ifindexes = tuple([link.ifindex for link in own])
-        same_interfaces = counters.ifindexes == ifindexes
-        counters.ifindexes = ifindexes
+        # (counters.own: the interfaces last published; none before the first read.)
+        same_interfaces = [link.ifindex for link in counters.own] == [link.ifindex for link in own]
         counters.status = status
         counters.host_peers = _host_peers(own, host)
         counters.host_devices = (host_devices.get(_INGRESS), host_devices.get(_EGRESS))
@@ -473,8 +487,8 @@ class Sampler:
             peer = peers[0]
             now = by_ifindex.get(peer.ifindex)
             if now is not peer:
-                if now is None or now.link_ifindex != peer.link_ifindex or now.kind != peer.kind:
-                    return None  # not the same veth pair any more
+                if not _same_veth(peer, now):
+                    return None
                 counters.host_peers = (now,)
                 link = own[0]
                 if now.rx_packets != link.tx_packets or now.rx_bytes != link.tx_bytes:
@@ -487,7 +501,7 @@ class Sampler:
             for i, peer in enumerate(peers):
                 now = by_ifindex.get(peer.ifindex)
                 if now is not peer:
-                    if now is None or now.link_ifindex != peer.link_ifindex or now.kind != peer.kind:
+                    if not _same_veth(peer, now):
                         return None
                     new_peers[i] = now
                     link = own[i]
