@@ -1,4 +1,4 @@
-.PHONY: install test unit integration demo stubs clean-lab bench dashboards pictures
+.PHONY: install test unit integration demo stubs clean-lab bench dashboards chart-docs pictures
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -27,8 +27,16 @@ bench: install
 clean-lab:
 	-$(VENV)/bin/podbw lab down --all
 
+# The Grafana JSON from its grafanalib sources, then real copies of it and of the alert rules
+# in the chart (a packaged chart cannot follow symlinks).
 dashboards: install
 	$(VENV)/bin/podbw dashboards
+	$(PY) scripts/chart_files.py
+
+# helm/podbw/README.md's table of values and values.schema.json's descriptions, from the
+# comments in values.yaml.
+chart-docs: install
+	$(PY) scripts/chart_docs.py
 
 pictures: install
 	$(PY) bench/pictures.py --output docs/img/
