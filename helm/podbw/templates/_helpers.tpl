@@ -62,9 +62,10 @@ release: {{ . | quote }}
 {{- end }}
 {{- end }}
 
+{{/* global.imageRegistry (a parent chart's or a mirror's) before image.registry. */}}
 {{- define "podbw.image" -}}
 {{- $repository := .Values.image.repository }}
-{{- with .Values.image.registry }}
+{{- with (default .Values.image.registry .Values.global.imageRegistry) }}
 {{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
 {{- end }}
 {{- if .Values.image.digest }}
@@ -72,6 +73,23 @@ release: {{ . | quote }}
 {{- else }}
 {{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* imagePullSecrets then global.imagePullSecrets, each `name: x` or a plain name; "" when there are none. */}}
+{{- define "podbw.imagePullSecrets" -}}
+{{- range concat .Values.imagePullSecrets .Values.global.imagePullSecrets }}
+{{- if kindIs "map" . }}
+- name: {{ .name | quote }}
+{{- else }}
+- name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace of a ServiceMonitor, PodMonitor or PrometheusRule: its own setting, else the chart's. Takes (list root settings). */}}
+{{- define "podbw.monitoringNamespace" -}}
+{{- $root := index . 0 }}
+{{- default (include "podbw.namespace" $root) (index . 1).namespace }}
 {{- end }}
 
 {{/* Where the TLS Secret is mounted in the agent container. */}}
@@ -137,18 +155,30 @@ httpGet:
 
 {{/*
 Relabelings of the ServiceMonitor and PodMonitor, then the user's: the rules and dashboards
-select job="podbw" and a `node` label (every podbw series is about one node), whatever the
-release or Service is called.
+select job="podbw" (unless jobLabel names the label that sets the job) and a `node` label
+(every podbw series is about one node), whatever the release or Service is called.
 */}}
 {{- define "podbw.relabelings" -}}
+{{- if not .jobLabel }}
 - targetLabel: job
   replacement: podbw
   action: replace
+{{- end }}
 - sourceLabels: [__meta_kubernetes_pod_node_name]
   targetLabel: node
   action: replace
-{{- with . }}
+{{- with .relabelings }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Spec fields shared by the ServiceMonitor and PodMonitor, before the endpoint. */}}
+{{- define "podbw.monitorSpec" -}}
+{{- with .jobLabel }}
+jobLabel: {{ . | quote }}
+{{- end }}
+{{- with .sampleLimit }}
+sampleLimit: {{ . | int64 }}
 {{- end }}
 {{- end }}
 
@@ -171,7 +201,7 @@ release or Service is called.
     {{- toYaml $monitor.tlsConfig | nindent 4 }}
   {{- end }}
   relabelings:
-    {{- include "podbw.relabelings" $monitor.relabelings | nindent 4 }}
+    {{- include "podbw.relabelings" $monitor | nindent 4 }}
   {{- with $monitor.metricRelabelings }}
   metricRelabelings:
     {{- toYaml . | nindent 4 }}
