@@ -1,56 +1,68 @@
-"""Session fixtures: the renderer is compiled once, each scenario rendered once."""
+"""Session fixtures: one helm, one probe chart, each scenario rendered once per kube version."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 
+from tests import tools
 from tests.helm import harness
 
 SCENARIOS = ["default"] + sorted(p.name for p in (harness.CHART_DIR / "ci").glob("*-values.yaml"))
+"""`default` (values.yaml alone) and every ci/*-values.yaml, as chart-testing would install them."""
+
+
+def scenario_values_file(name: str) -> Path | None:
+    return None if name == "default" else harness.CHART_DIR / "ci" / name
 
 
 @pytest.fixture(scope="session")
-def renderer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("go") is None:
-        pytest.fail("go is not installed: run scripts/install.sh (golang-go and the sprig/yaml.v3 packages)")
-    return harness.build_renderer(tmp_path_factory.mktemp("render-go"))
+def helm(tmp_path_factory: pytest.TempPathFactory) -> harness.Helm:
+    return harness.Helm(tools.helm(), tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="session")
-def chart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chart itself once its files/ symlinks resolve; until then a copy with placeholders."""
-    if all(link.exists() for link in harness.chart_links()):
-        return harness.CHART_DIR
-    return harness.chart_with_placeholders(tmp_path_factory.mktemp("chart"))
+def probe_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return harness.make_probe_chart(tmp_path_factory.mktemp("probe"))
 
 
 RenderFn = Callable[..., harness.Rendered]
 
 
 @pytest.fixture(scope="session")
-def render(renderer: Path, chart_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RenderFn:
+def render(helm: harness.Helm, probe_chart: Path, tmp_path_factory: pytest.TempPathFactory) -> RenderFn:
+    """Render with `user_values` as one -f file (JSON, which is YAML and keeps types exact)."""
     counter = iter(range(1_000_000))
 
     def _render(user_values: dict | None = None, **kwargs) -> harness.Rendered:
-        work = tmp_path_factory.mktemp(f"values-{next(counter)}")
-        return harness.render(renderer, work, user_values, chart_dir=chart_dir, **kwargs)
+        values_file = tmp_path_factory.mktemp(f"values-{next(counter)}") / "values.yaml"
+        values_file.write_text(yaml.safe_dump(user_values or {}))
+        return harness.render(helm, probe_chart, values_file, **kwargs)
 
     return _render
 
 
 @pytest.fixture(scope="session")
-def rendered_scenarios(render: RenderFn) -> dict[str, harness.Rendered]:
-    out = {}
-    for name in SCENARIOS:
-        values = {} if name == "default" else harness.load_yaml(harness.CHART_DIR / "ci" / name)
-        out[name] = render(values)
-    return out
+def rendered_scenarios(helm: harness.Helm, probe_chart: Path) -> dict[tuple[str, str], harness.Rendered]:
+    return {
+        (name, version): harness.render(helm, probe_chart, scenario_values_file(name), kube_version=version)
+        for name in SCENARIOS
+        for version in harness.KUBE_VERSIONS
+    }
 
 
-@pytest.fixture(params=SCENARIOS)
-def scenario(request: pytest.FixtureRequest, rendered_scenarios: dict[str, harness.Rendered]) -> harness.Rendered:
+@pytest.fixture(params=[(n, v) for n in SCENARIOS for v in harness.KUBE_VERSIONS], ids=lambda p: f"{p[0]}@{p[1]}")
+def scenario(request: pytest.FixtureRequest, rendered_scenarios) -> harness.Rendered:
     return rendered_scenarios[request.param]
+
+
+@pytest.fixture(scope="session")
+def defaults(rendered_scenarios) -> harness.Rendered:
+    return rendered_scenarios[("default", harness.NEWEST_KUBE_VERSION)]
+
+
+def scenario_named(rendered_scenarios, name: str) -> harness.Rendered:
+    return rendered_scenarios[(name, harness.NEWEST_KUBE_VERSION)]

@@ -1,51 +1,49 @@
-"""The Helm chart, rendered for its default values and every ci/*-values.yaml scenario: valid
-Kubernetes objects, the security settings podbw promises, flags the agent accepts, and the
-alerts and dashboards taken from dashboards/ rather than copied."""
+"""The Helm chart as the real helm renders it, for its default values and every ci/*-values.yaml
+scenario at the oldest and newest supported Kubernetes minors: valid Kubernetes objects, the
+security settings podbw promises, flags the agent accepts, and what each value turns into."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
 from agent.cli.main import build_parser
 from tests.helm import harness
-from tests.helm.conftest import SCENARIOS
+from tests.helm.conftest import scenario_named
 
-CORE_GROUPS = {"v1", "apps/v1"}
-"""Kinds kubernetes-validate has schemas for; everything the chart renders from them is checked."""
-CUSTOM_KINDS = {
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PodMonitor"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-    ("cert-manager.io/v1", "Certificate"),  # only from ci/tls-values.yaml's extraObjects
-}
-MIN_KUBE_VERSION = "1.25"  # Chart.yaml kubeVersion
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DASHBOARDS_DIR = harness.ROOT / "dashboards"
+RULES_FILE = harness.CHART_DIR / "files" / "alerts.rules.yaml"
 
 
 def daemonset(rendered: harness.Rendered) -> dict[str, Any]:
     return rendered.one("DaemonSet")
 
 
+def pod_spec(rendered: harness.Rendered) -> dict[str, Any]:
+    return daemonset(rendered)["spec"]["template"]["spec"]
+
+
 def agent_container(rendered: harness.Rendered) -> dict[str, Any]:
-    containers = daemonset(rendered)["spec"]["template"]["spec"]["containers"]
+    containers = pod_spec(rendered)["containers"]
     assert [c["name"] for c in containers] == ["podbw"]
     return containers[0]
 
 
 def mounts_by_volume(rendered: harness.Rendered) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    pod = daemonset(rendered)["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes = {v["name"]: v for v in pod_spec(rendered)["volumes"]}
     return {m["name"]: (m, volumes[m["name"]]) for m in agent_container(rendered)["volumeMounts"]}
+
+
+def chart_mounts(rendered: harness.Rendered) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """The chart's own mounts, without the user's extraVolumeMounts."""
+    extra = {m["name"] for m in rendered.values["extraVolumeMounts"]}
+    return {name: pair for name, pair in mounts_by_volume(rendered).items() if name not in extra}
 
 
 def parse_agent_flags(rendered: harness.Rendered, monkeypatch: pytest.MonkeyPatch):
@@ -65,15 +63,15 @@ def parse_agent_flags(rendered: harness.Rendered, monkeypatch: pytest.MonkeyPatc
         pytest.fail(f"podbw run rejects the chart's args {container['args']}: exit {exc.code}")
 
 
-# ---- every scenario -------------------------------------------------------------------------
+def monitoring_namespace(rendered: harness.Rendered, settings_key: str) -> str:
+    return rendered.values[settings_key]["namespace"] or chart_namespace(rendered)
 
 
-def test_scenarios_exist() -> None:
-    assert len(SCENARIOS) >= 5, SCENARIOS
+def chart_namespace(rendered: harness.Rendered) -> str:
+    return rendered.values["namespaceOverride"] or harness.RELEASE_NAMESPACE
 
 
-def test_values_satisfy_the_schema(scenario: harness.Rendered) -> None:
-    harness.validate_values(scenario.values)  # raises on any violation
+# ---- every scenario, at each kube version -------------------------------------------------------
 
 
 def test_every_document_is_a_named_kubernetes_object(scenario: harness.Rendered) -> None:
@@ -84,21 +82,8 @@ def test_every_document_is_a_named_kubernetes_object(scenario: harness.Rendered)
         assert len(name) <= 63 and DNS_LABEL.match(name), name
 
 
-@pytest.mark.parametrize("kube_version", [MIN_KUBE_VERSION, kubernetes_validate.utils.latest_version()])
-def test_core_objects_pass_strict_kubernetes_validation(scenario: harness.Rendered, kube_version: str) -> None:
-    for doc in scenario.documents:
-        if doc["apiVersion"] in CORE_GROUPS:
-            try:
-                kubernetes_validate.validate(doc, kube_version, strict=True)
-            except kubernetes_validate.ValidationError as err:
-                where = ".".join(map(str, err.path))
-                pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} at {where}: {err.message}")
-        else:
-            assert (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS, (doc["apiVersion"], doc["kind"])
-
-
 def test_daemonset_security(scenario: harness.Rendered) -> None:
-    pod = daemonset(scenario)["spec"]["template"]["spec"]
+    pod = pod_spec(scenario)
     container = agent_container(scenario)
     security = container["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "SYS_ADMIN"]}
@@ -112,19 +97,22 @@ def test_daemonset_security(scenario: harness.Rendered) -> None:
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert not pod.get("hostPID") and not pod.get("hostIPC")
     assert pod["nodeSelector"]["kubernetes.io/os"] == "linux"
-    for mount, volume in mounts_by_volume(scenario).values():
+    assert [c["name"] for c in pod["containers"]] == ["podbw"] and "initContainers" not in pod
+    for mount, volume in chart_mounts(scenario).values():
         if "hostPath" in volume:
             assert mount["readOnly"] is True, mount
 
 
 def test_daemonset_scheduling_and_rollout(scenario: harness.Rendered) -> None:
     ds = daemonset(scenario)
-    pod = ds["spec"]["template"]["spec"]
+    pod = pod_spec(scenario)
     values = scenario.values
     assert ds["spec"]["updateStrategy"] == {
         "type": "RollingUpdate",
         "rollingUpdate": {"maxUnavailable": values["updateStrategy"]["maxUnavailable"]},
     }
+    assert ds["spec"]["revisionHistoryLimit"] == values["revisionHistoryLimit"]
+    assert ds["metadata"].get("annotations", {}) == values["daemonsetAnnotations"]
     assert pod.get("priorityClassName", "") == values["priorityClassName"]
     assert pod["tolerations"] == values["tolerations"]
     container = agent_container(scenario)
@@ -133,19 +121,32 @@ def test_daemonset_scheduling_and_rollout(scenario: harness.Rendered) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["PODBW_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["PODBW_LOG_LEVEL"]["value"] == values["agent"]["logLevel"]
+    assert container["env"][len(container["env"]) - len(values["agent"]["extraEnv"]) :] == values["agent"]["extraEnv"]
 
 
-def test_default_scenario_schedules_everywhere_as_node_critical(rendered_scenarios) -> None:
-    pod = daemonset(rendered_scenarios["default"])["spec"]["template"]["spec"]
-    assert pod["priorityClassName"] == "system-node-critical"
-    assert pod["tolerations"] == [{"operator": "Exists"}]
-    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert daemonset(rendered_scenarios["default"])["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1}
+def test_pod_labels_and_annotations(scenario: harness.Rendered) -> None:
+    metadata = daemonset(scenario)["spec"]["template"]["metadata"]
+    assert scenario.values["podLabels"].items() <= metadata["labels"].items()
+    assert metadata["annotations"] == {
+        "kubectl.kubernetes.io/default-container": "podbw",
+        **scenario.values["podAnnotations"],
+    }
+
+
+def test_image_and_pull_secrets(scenario: harness.Rendered) -> None:
+    values = scenario.values
+    image = values["image"]
+    registry = values["global"]["imageRegistry"] or image["registry"]
+    repository = f"{registry.rstrip('/')}/{image['repository']}" if registry else image["repository"]
+    reference = f"{repository}@{image['digest']}" if image["digest"] else f"{repository}:{image['tag'] or '0.1.0'}"
+    assert agent_container(scenario)["image"] == reference
+    expected = [s if isinstance(s, dict) else {"name": s} for s in values["imagePullSecrets"] + values["global"]["imagePullSecrets"]]
+    assert pod_spec(scenario).get("imagePullSecrets", []) == expected
 
 
 def test_host_mounts(scenario: harness.Rendered) -> None:
     agent = scenario.values["agent"]
-    mounts = mounts_by_volume(scenario)
+    mounts = chart_mounts(scenario)
     cri_mount, cri_volume = mounts["cri-socket-dir"]
     socket_dir = str(Path(agent["criSocket"]).parent)
     assert cri_volume["hostPath"] == {"path": socket_dir, "type": "Directory"}
@@ -155,7 +156,17 @@ def test_host_mounts(scenario: harness.Rendered) -> None:
     assert netns_mount["mountPath"] == agent["netnsDir"]
     assert netns_mount["mountPropagation"] == "HostToContainer"
     host_paths = {v["hostPath"]["path"] for _, v in mounts.values() if "hostPath" in v}
-    assert host_paths == {socket_dir, agent["netnsDir"]}, "no other host path may be mounted"
+    assert host_paths == {socket_dir, agent["netnsDir"]}, "the chart mounts no other host path"
+
+
+def test_extra_volumes_and_mounts(scenario: harness.Rendered) -> None:
+    volumes = pod_spec(scenario)["volumes"]
+    mounts = agent_container(scenario)["volumeMounts"]
+    extra_volumes, extra_mounts = scenario.values["extraVolumes"], scenario.values["extraVolumeMounts"]
+    assert volumes[len(volumes) - len(extra_volumes) :] == extra_volumes
+    assert mounts[len(mounts) - len(extra_mounts) :] == extra_mounts
+    names = [v["name"] for v in volumes]
+    assert len(names) == len(set(names))
 
 
 def test_probes(scenario: harness.Rendered) -> None:
@@ -196,7 +207,7 @@ def test_agent_flags_are_accepted_by_podbw_run(scenario: harness.Rendered, monke
 
 def test_files_named_in_flags_come_from_their_volumes(scenario: harness.Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
     args = parse_agent_flags(scenario, monkeypatch)
-    mounts = mounts_by_volume(scenario)
+    mounts = chart_mounts(scenario)
 
     def volume_of(path: str) -> dict[str, Any]:
         for mount, volume in mounts.values():
@@ -235,14 +246,20 @@ def test_service_selects_the_agents(scenario: harness.Rendered) -> None:
     assert service["spec"]["ports"][0]["port"] == scenario.values["web"]["port"]
 
 
-def test_everything_lands_in_one_namespace(scenario: harness.Rendered) -> None:
-    expected = scenario.values["namespaceOverride"] or harness.RELEASE_NAMESPACE
+def test_every_object_lands_in_its_namespace(scenario: harness.Rendered) -> None:
+    expected = chart_namespace(scenario)
     dashboards_ns = scenario.values["dashboards"]["namespace"] or expected
+    own = {
+        "ServiceMonitor": monitoring_namespace(scenario, "serviceMonitor"),
+        "PodMonitor": monitoring_namespace(scenario, "podMonitor"),
+        "PrometheusRule": monitoring_namespace(scenario, "prometheusRule"),
+    }
     for doc in scenario.documents:
         if doc["kind"] == "Certificate":
             continue
         is_dashboard = doc["kind"] == "ConfigMap" and "-dashboard-" in doc["metadata"]["name"]
-        assert doc["metadata"]["namespace"] == (dashboards_ns if is_dashboard else expected), doc["metadata"]
+        want = dashboards_ns if is_dashboard else own.get(doc["kind"], expected)
+        assert doc["metadata"]["namespace"] == want, doc["metadata"]
 
 
 def test_monitors(scenario: harness.Rendered) -> None:
@@ -256,23 +273,28 @@ def test_monitors(scenario: harness.Rendered) -> None:
         ("ServiceMonitor", "endpoints", "serviceMonitor", service["metadata"]["labels"]),
         ("PodMonitor", "podMetricsEndpoints", "podMonitor", pod_labels),
     ):
+        settings = values[values_key]
         for monitor in found[kind]:
-            assert monitor["spec"]["selector"]["matchLabels"].items() <= target_labels.items()
-            assert monitor["spec"]["namespaceSelector"]["matchNames"] == [daemonset(scenario)["metadata"]["namespace"]]
-            [endpoint] = monitor["spec"][endpoints_key]
+            spec = monitor["spec"]
+            assert spec["selector"]["matchLabels"].items() <= target_labels.items()
+            assert spec["namespaceSelector"]["matchNames"] == [daemonset(scenario)["metadata"]["namespace"]]
+            assert spec.get("jobLabel", "") == settings["jobLabel"]
+            assert spec.get("sampleLimit", 0) == settings["sampleLimit"]
+            [endpoint] = spec[endpoints_key]
             assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
             assert endpoint["scheme"] == ("https" if values["web"]["tls"]["enabled"] else "http")
-            assert endpoint["honorLabels"] is values[values_key]["honorLabels"]
-            relabel = endpoint["relabelings"]
-            assert {"targetLabel": "job", "replacement": "podbw", "action": "replace"} in relabel
-            assert {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"} in relabel
-            assert relabel[2:] == values[values_key]["relabelings"]
-            if values[values_key]["interval"]:
-                assert endpoint["interval"] == values[values_key]["interval"]
-            else:
-                assert "interval" not in endpoint
+            assert endpoint["honorLabels"] is settings["honorLabels"]
+            own = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"}]
+            if not settings["jobLabel"]:  # the job comes from the label instead
+                own.insert(0, {"targetLabel": "job", "replacement": "podbw", "action": "replace"})
+            assert endpoint["relabelings"] == own + settings["relabelings"]
+            assert endpoint.get("metricRelabelings", []) == settings["metricRelabelings"]
+            for key in ("interval", "scrapeTimeout"):
+                assert endpoint.get(key, "") == settings[key]
             if values["web"]["tls"]["enabled"]:
-                assert endpoint["tlsConfig"] == values[values_key]["tlsConfig"]
+                assert endpoint["tlsConfig"] == settings["tlsConfig"]
+            else:
+                assert "tlsConfig" not in endpoint
 
 
 def test_prometheus_operator_objects_carry_the_release_label(scenario: harness.Rendered) -> None:
@@ -288,24 +310,38 @@ def test_prometheus_operator_objects_carry_the_release_label(scenario: harness.R
         assert monitoring["additionalLabels"].items() <= labels.items()
 
 
-def test_prometheus_rule_is_the_rule_file(scenario: harness.Rendered, chart_dir: Path) -> None:
-    rules = scenario.kinds("PrometheusRule")
-    assert len(rules) == int(scenario.values["prometheusRule"]["enabled"])
-    if not rules:
-        return
-    expected = yaml.safe_load((chart_dir / "files" / "alerts.rules.yaml").read_text())["groups"]
-    extra = scenario.values["prometheusRule"]["additionalRuleLabels"]
-    for group in expected:
+def expected_rule_groups(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rule file as the PrometheusRule must carry it for these prometheusRule values."""
+    groups = []
+    for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
+        rules = []
         for rule in group["rules"]:
-            if "alert" in rule and extra:
-                rule["labels"] = {**extra, **rule.get("labels", {})}
-    assert rules[0]["spec"]["groups"] == expected
+            if "alert" in rule:
+                if settings["disabled"].get(rule["alert"]):
+                    continue
+                if settings["additionalRuleLabels"]:
+                    rule["labels"] = {**settings["additionalRuleLabels"], **rule.get("labels", {})}
+                if settings["runbookUrl"]:
+                    anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+                    rule["annotations"]["runbook_url"] = f"{settings['runbookUrl']}#{anchor}"
+            rules.append(rule)
+        if rules:
+            groups.append({**group, "rules": rules})
+    return groups
 
 
-def test_dashboards_are_the_generated_files(scenario: harness.Rendered, chart_dir: Path) -> None:
+def test_prometheus_rule_is_the_rule_file(scenario: harness.Rendered) -> None:
+    settings = scenario.values["prometheusRule"]
+    rules = scenario.kinds("PrometheusRule")
+    assert len(rules) == int(settings["enabled"])
+    if rules:
+        assert rules[0]["spec"]["groups"] == expected_rule_groups(settings)
+
+
+def test_dashboards_are_the_generated_files(scenario: harness.Rendered) -> None:
     settings = scenario.values["dashboards"]
     maps = [cm for cm in scenario.kinds("ConfigMap") if settings["label"] in cm["metadata"]["labels"]]
-    sources = sorted((chart_dir / "files" / "dashboards").glob("*.json"))
+    sources = sorted((harness.CHART_DIR / "files" / "dashboards").glob("*.json"))
     if not settings["enabled"]:
         assert maps == []
         return
@@ -322,11 +358,18 @@ def test_dashboards_are_the_generated_files(scenario: harness.Rendered, chart_di
         assert json.loads(shipped[key]) == json.loads(source.read_text())
 
 
-def test_notes_render(scenario: harness.Rendered) -> None:
+def test_notes(scenario: harness.Rendered) -> None:
     notes = scenario.notes
+    values = scenario.values
     assert "rollout status daemonset/" in notes
     assert "<no value>" not in notes and "{{" not in notes
-    if scenario.values["agent"]["cleanupOnExit"]:
+    assert 'podbw_shaping_state{state=~"invalid|foreign|error"} == 1' in notes
+    if values["web"]["tls"]["enabled"]:
+        assert "podbw top" not in notes  # it cannot verify the agent's certificate
+    else:
+        assert "-- podbw top --once --no-fallback" in notes
+    assert (values["prometheusRule"]["runbookUrl"] or "https://github.com/podbw/podbw/blob/main/docs/runbook.md") in notes
+    if values["agent"]["cleanupOnExit"]:
         assert "cleanupOnExit is on" in notes
     else:
         assert "agent.cleanupOnExit=true" in notes
@@ -335,15 +378,46 @@ def test_notes_render(scenario: harness.Rendered) -> None:
 # ---- specific behaviour ---------------------------------------------------------------------
 
 
-def test_default_install_has_no_monitoring_objects(rendered_scenarios) -> None:
-    kinds = sorted(doc["kind"] for doc in rendered_scenarios["default"].documents)
-    assert kinds == ["DaemonSet", "Service", "ServiceAccount"]
+def test_default_install_has_no_monitoring_objects(defaults: harness.Rendered) -> None:
+    assert sorted(doc["kind"] for doc in defaults.documents) == ["DaemonSet", "Service", "ServiceAccount"]
+
+
+def test_default_scenario_schedules_everywhere_as_node_critical(defaults: harness.Rendered) -> None:
+    pod = pod_spec(defaults)
+    assert pod["priorityClassName"] == "system-node-critical"
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert daemonset(defaults)["spec"]["updateStrategy"]["rollingUpdate"] == {"maxUnavailable": 1}
+    assert daemonset(defaults)["spec"]["revisionHistoryLimit"] == 10
 
 
 def test_image_reference(rendered_scenarios) -> None:
-    assert agent_container(rendered_scenarios["default"])["image"] == "podbw:0.1.0"
-    pinned = agent_container(rendered_scenarios["agent-flags-values.yaml"])["image"]
+    assert agent_container(scenario_named(rendered_scenarios, "default"))["image"] == "podbw:0.1.0"
+    pinned = agent_container(scenario_named(rendered_scenarios, "agent-flags-values.yaml"))["image"]
     assert pinned == "registry.example.com/platform/podbw@sha256:" + "0123456789abcdef" * 4
+    mirrored = scenario_named(rendered_scenarios, "subchart-values.yaml")
+    assert agent_container(mirrored)["image"] == "mirror.example.com/podbw:0.1.0"
+    assert pod_spec(mirrored)["imagePullSecrets"] == [{"name": "mirror-credentials"}, {"name": "platform-credentials"}]
+
+
+def test_disabled_alerts_and_runbook_url(rendered_scenarios) -> None:
+    [rule] = scenario_named(rendered_scenarios, "subchart-values.yaml").kinds("PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert "PodbwLimitSaturated" not in alerts and "PodbwNodeWithoutAgent" not in alerts
+    assert len(alerts) == 8
+    assert alerts["PodbwAgentDown"]["annotations"]["runbook_url"] == "https://wiki.example.com/podbw/runbook#podbwagentdown"
+    assert alerts["PodbwAgentDown"]["labels"] == {"severity": "critical", "team": "platform-network"}
+
+
+def test_a_rule_group_with_every_alert_disabled_is_left_out(render) -> None:
+    rules = yaml.safe_load(RULES_FILE.read_text())
+    agent_alerts = [r["alert"] for g in rules["groups"] if g["name"] == "podbw-agent" for r in g["rules"]]
+    rendered = render({"prometheusRule": {"enabled": True, "disabled": {a: True for a in agent_alerts}}})
+    [rule] = rendered.kinds("PrometheusRule")
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["podbw-pods"]
+    every = [r["alert"] for g in rules["groups"] for r in g["rules"]]
+    nothing = render({"prometheusRule": {"enabled": True, "disabled": {a: True for a in every}}})
+    assert nothing.kinds("PrometheusRule") == []
 
 
 def test_notes_warn_when_the_operator_crds_are_missing(render) -> None:
@@ -353,41 +427,69 @@ def test_notes_warn_when_the_operator_crds_are_missing(render) -> None:
     assert "does not serve" not in served and 'release is named "kube-prometheus-stack"' in served
 
 
+@pytest.mark.parametrize(
+    "values, warned",
+    [
+        ({"serviceMonitor": {"enabled": True, "jobLabel": "app"}}, 'the label app, which is not set'),
+        ({"serviceMonitor": {"enabled": True, "jobLabel": "team"}, "service": {"labels": {"team": "net"}}}, '"net"'),
+        ({"serviceMonitor": {"enabled": True, "jobLabel": "app.kubernetes.io/name"}}, None),
+        ({"podMonitor": {"enabled": True, "jobLabel": "tier"}, "podLabels": {"tier": "podbw"}}, None),
+    ],
+)
+def test_notes_warn_when_the_job_label_is_not_podbw(render, values: dict, warned: str | None) -> None:
+    notes = render(values).notes
+    if warned:
+        assert warned in notes and 'select job="podbw"' in notes
+    else:
+        assert "job name comes from" not in notes
+
+
 def test_helm_numbers_render_as_helm_renders_them(render, monkeypatch: pytest.MonkeyPatch) -> None:
     # Values are float64 in Helm: integral ones must still print as integers in flags.
-    rendered = render({"agent": {"resyncIntervalSeconds": 1000000, "peakWindowSeconds": 0.25}})
+    rendered = render(
+        {"agent": {"resyncIntervalSeconds": 1000000, "peakWindowSeconds": 0.25}, "serviceMonitor": {"enabled": True, "sampleLimit": 10000000}}
+    )
     args = agent_container(rendered)["args"]
     assert "--resync-interval=1e+06" in args  # what Helm prints, and float() reads it back
     assert "--peak-window=0.25" in args
     assert float(parse_agent_flags(rendered, monkeypatch).resync_interval) == 1e6
+    assert rendered.one("ServiceMonitor")["spec"]["sampleLimit"] == 10000000
 
 
 @pytest.mark.parametrize(
     "values, where",
     [
-        ({"agent": {"egressMode": "tc"}}, "agent.egressMode"),
-        ({"agent": {"logLevel": "verbose"}}, "agent.logLevel"),
-        ({"agent": {"resyncIntervalSeconds": 0}}, "agent.resyncIntervalSeconds"),
-        ({"agent": {"criSocket": "crio.sock"}}, "agent.criSocket"),
-        ({"agent": {"extraArgs": ["-v"]}}, "agent.extraArgs.0"),
-        ({"agent": {"cleanupOnExit": "yes"}}, "agent.cleanupOnExit"),
-        ({"agnet": {}}, "(root)"),
-        ({"serviceMonitor": {"enabeld": True}}, "serviceMonitor"),
-        ({"serviceMonitor": {"interval": "15 seconds"}}, "serviceMonitor.interval"),
-        ({"web": {"port": 70000}}, "web.port"),
-        ({"web": {"tls": {"enabled": True}}}, "web.tls.secretName"),
-        ({"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, "(root)"),
-        ({"annotationsOverrides": {"web-0": {"kubernetes.io/egress-bandwidth": "1M"}}}, "annotationsOverrides"),
-        ({"updateStrategy": {"maxUnavailable": 0}}, "updateStrategy.maxUnavailable"),
-        ({"image": {"digest": "latest"}}, "image.digest"),
+        ({"agent": {"egressMode": "tc"}}, "/agent/egressMode"),
+        ({"agent": {"logLevel": "verbose"}}, "/agent/logLevel"),
+        ({"agent": {"resyncIntervalSeconds": 0}}, "/agent/resyncIntervalSeconds"),
+        ({"agent": {"criSocket": "crio.sock"}}, "/agent/criSocket"),
+        ({"agent": {"extraArgs": ["-v"]}}, "/agent/extraArgs/0"),
+        ({"agent": {"cleanupOnExit": "yes"}}, "/agent/cleanupOnExit"),
+        ({"agnet": {}}, ""),
+        ({"serviceMonitor": {"enabeld": True}}, "/serviceMonitor"),
+        ({"serviceMonitor": {"interval": "15 seconds"}}, "/serviceMonitor/interval"),
+        ({"serviceMonitor": {"sampleLimit": -1}}, "/serviceMonitor/sampleLimit"),
+        ({"podMonitor": {"namespace": "Not_A_Namespace"}}, "/podMonitor/namespace"),
+        ({"web": {"port": 70000}}, "/web/port"),
+        ({"web": {"tls": {"enabled": True}}}, "/web/tls/secretName"),
+        ({"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, ""),
+        ({"annotationsOverrides": {"web-0": {"kubernetes.io/egress-bandwidth": "1M"}}}, "invalid propertyName 'web-0'"),
+        ({"updateStrategy": {"maxUnavailable": 0}}, "/updateStrategy/maxUnavailable"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"global": {"imagePullSecrets": [{"secret": "x"}]}}, "/global/imagePullSecrets/0"),
+        ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
+        ({"extraVolumeMounts": [{"name": "x"}]}, "/extraVolumeMounts/0"),
+        ({"prometheusRule": {"disabled": {"PodbwNoSuchAlert": True}}}, "invalid propertyName 'PodbwNoSuchAlert'"),
+        ({"prometheusRule": {"runbookUrl": "wiki/podbw"}}, "/prometheusRule/runbookUrl"),
     ],
 )
 def test_values_that_violate_the_schema_are_rejected(render, values: dict, where: str) -> None:
+    # `where` is the JSON pointer helm names; a map key's error it reports at the root, by key.
     with pytest.raises(harness.ChartError) as raised:
         render(values)
     message = str(raised.value)
-    assert "don't meet the specifications of the schema" in message
-    assert f"\n{where}:" in message or (where == "web.tls.secretName" and "\nweb.tls:" in message), message
+    assert "values don't meet the specifications of the schema" in message, message
+    assert (where if "propertyName" in where else f"- at '{where}'") in message, message
 
 
 @pytest.mark.parametrize(
@@ -400,82 +502,20 @@ def test_values_that_violate_the_schema_are_rejected(render, values: dict, where
 def test_templates_refuse_what_the_schema_refuses(render, values: dict, message: str) -> None:
     # Behind the schema (a `helm template --skip-schema-validation` still fails, clearly).
     with pytest.raises(harness.ChartError, match=message):
-        render(values, validate=False)
-
-
-# ---- values.yaml, the schema and the symlinks -------------------------------------------------
-
-
-def _value_keys() -> list[tuple[str, int, str]]:
-    """(dotted key, line number, the line above) for every mapping key of values.yaml."""
-    lines = (harness.CHART_DIR / "values.yaml").read_text().splitlines()
-    keys, stack = [], []
-    for number, line in enumerate(lines):
-        match = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
-        if not match:
-            continue
-        depth = len(match.group(1)) // 2
-        stack = stack[:depth] + [match.group(2)]
-        keys.append((".".join(stack), number + 1, lines[number - 1] if number else ""))
-    return keys
-
-
-def test_every_values_key_has_a_comment_line_above_it() -> None:
-    keys = _value_keys()
-    assert len(keys) > 50
-    missing = [f"{key} (line {line})" for key, line, above in keys if not above.strip().startswith("# ")]
-    assert not missing, missing
-
-
-def test_schema_describes_every_value_with_its_default() -> None:
-    schema = harness.schema()
-    defaults = harness.load_yaml(harness.CHART_DIR / "values.yaml")
-    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
-    keys = [key for key, _, _ in _value_keys()]
-    for key in keys:
-        node, value, declared = schema, defaults, True
-        for part in key.split("."):
-            if part in node.get("properties", {}):
-                node = node["properties"][part]
-            else:  # inside a free-form map (resources.requests): typed, not declared
-                node, declared = node["additionalProperties"], False
-            value = value[part]
-        if declared:
-            assert node.get("description"), key
-            if "properties" not in node:
-                assert node["default"] == value, key
-        else:
-            assert isinstance(node, dict) and node.get("type"), key
-    top = set(schema["properties"]) - {"global"}
-    assert top == set(defaults)
-
-
-def test_chart_files_are_symlinks_to_dashboards_not_copies() -> None:
-    links = harness.chart_links()
-    expected = {"files/alerts.rules.yaml": "../../../dashboards/alerts.rules.yaml"}
-    for source in sorted(DASHBOARDS_DIR.glob("*.json")):
-        expected[f"files/dashboards/{source.name}"] = f"../../../../dashboards/{source.name}"
-    found = {str(link.relative_to(harness.CHART_DIR)): os.readlink(link) for link in links}
-    missing_sources = [rel for rel, target in found.items() if not (harness.CHART_DIR / rel).exists()]
-    if missing_sources and not DASHBOARDS_DIR.exists():
-        pytest.skip("dashboards/ is not written yet")
-    assert not missing_sources, f"dangling links: {missing_sources}"
-    assert found == expected, "every dashboards/*.json and the rule file need one link in files/"
-    for rel in found:
-        real = (harness.CHART_DIR / rel).resolve()
-        assert real.parent.parent == harness.ROOT and real.parent.name == "dashboards", real
-    regular = [p for p in (harness.CHART_DIR / "files").rglob("*") if p.is_file() and not p.is_symlink()]
-    assert regular == [], "copies under files/ drift from dashboards/: use symlinks"
+        render(values, skip_schema=True)
 
 
 def test_extra_objects_go_through_tpl(rendered_scenarios) -> None:
-    [certificate] = rendered_scenarios["tls-values.yaml"].kinds("Certificate")
+    tls = scenario_named(rendered_scenarios, "tls-values.yaml")
+    [certificate] = tls.kinds("Certificate")
     assert certificate["metadata"] == {"name": "podbw-tls", "namespace": harness.RELEASE_NAMESPACE}
     assert certificate["spec"]["secretName"] == "podbw-tls"
-    volumes = daemonset(rendered_scenarios["tls-values.yaml"])["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "tls", "secret": {"secretName": "podbw-tls", "defaultMode": 0o400}} in volumes
+    assert {"name": "tls", "secret": {"secretName": "podbw-tls", "defaultMode": 0o400}} in pod_spec(tls)["volumes"]
 
 
-def test_renderer_source_is_gofmt_clean() -> None:
-    result = subprocess.run(["gofmt", "-l", str(harness.RENDER_SOURCE)], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+def test_every_ci_scenario_sets_something_of_its_own(rendered_scenarios) -> None:
+    # Each values file must change what is rendered, or it tests nothing the default does not.
+    default = scenario_named(rendered_scenarios, "default").stream
+    for (name, version), rendered in rendered_scenarios.items():
+        if name != "default" and version == harness.NEWEST_KUBE_VERSION:
+            assert rendered.stream != default, name
