@@ -82,6 +82,12 @@ def test_every_document_is_a_named_kubernetes_object(scenario: harness.Rendered)
         assert len(name) <= 63 and DNS_LABEL.match(name), name
 
 
+def test_no_line_ends_in_whitespace(scenario: harness.Rendered) -> None:
+    # A template's whitespace control gone wrong shows here first (blank list items, stray indents).
+    trailing = [line for line in scenario.stream.splitlines() if line != line.rstrip()]
+    assert trailing == []
+
+
 def test_daemonset_security(scenario: harness.Rendered) -> None:
     pod = pod_spec(scenario)
     container = agent_container(scenario)

@@ -159,27 +159,12 @@ select job="podbw" (unless jobLabel names the label that sets the job) and a `no
 (every podbw series is about one node), whatever the release or Service is called.
 */}}
 {{- define "podbw.relabelings" -}}
+{{- $own := list }}
 {{- if not .jobLabel }}
-- targetLabel: job
-  replacement: podbw
-  action: replace
+{{- $own = append $own (dict "targetLabel" "job" "replacement" "podbw" "action" "replace") }}
 {{- end }}
-- sourceLabels: [__meta_kubernetes_pod_node_name]
-  targetLabel: node
-  action: replace
-{{- with .relabelings }}
-{{ toYaml . }}
-{{- end }}
-{{- end }}
-
-{{/* Spec fields shared by the ServiceMonitor and PodMonitor, before the endpoint. */}}
-{{- define "podbw.monitorSpec" -}}
-{{- with .jobLabel }}
-jobLabel: {{ . | quote }}
-{{- end }}
-{{- with .sampleLimit }}
-sampleLimit: {{ . | int64 }}
-{{- end }}
+{{- $own = append $own (dict "sourceLabels" (list "__meta_kubernetes_pod_node_name") "targetLabel" "node" "action" "replace") }}
+{{- concat $own .relabelings | toYaml }}
 {{- end }}
 
 {{/* One scrape endpoint, shared by ServiceMonitor (endpoints) and PodMonitor (podMetricsEndpoints). */}}
