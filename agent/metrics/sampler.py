@@ -148,36 +148,34 @@ RECEIVED_MEANWHILE_MAX_PACKETS = 64
 (floods) may be in the pod's receive counters and not yet in the peer's transmit ones."""
 
 
-def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, ...] | None:
-    """The host-side peer of each of the pod's interfaces, or None unless every one of them is
-    a veth whose peer is in the host and mirrors it right now.
+def _host_peers(own: Sequence[LinkStats], host: _Namespace, status: PodShapingStatus) -> tuple[LinkStats, ...] | None:
+    """The host-side peer of the pod's one interface, or None unless that interface is the veth
+    the reconciler proved from the host side (status) and its peer mirrors it right now.
 
-    An ifindex is only unique within a namespace, so the pair is confirmed both ways (each names
-    the other as its peer) and by the counters: the peer's receive is the pod's transmit,
-    exactly, and its transmit the pod's receive, allowing for what arrived between the two
-    dumps. A pod that sent something meanwhile fails the check and is read in full next pass.
-    A pod with no interface yet (the runtime pins the namespace before CNI adds eth0) is read
-    every pass, so eth0 shows up at once."""
-    if not own:
+    What the pod's namespace says of its peers is the pod's to forge, so only the pair the host
+    vouches for is mirrored; a pod with more interfaces is read in full. The counters confirm the
+    pair too: the peer's receive is the pod's transmit, exactly, and its transmit the pod's
+    receive, allowing for what arrived between the two dumps. A pod that sent something meanwhile
+    fails the check and is read in full next pass. A pod with no interface yet (the runtime pins
+    the namespace before CNI adds eth0) is read every pass, so eth0 shows up at once."""
+    if len(own) != 1 or not status.host_ifindex:
         return None
-    peers = []
-    by_ifindex = host.link_by_ifindex
-    for link in own:
-        if link.kind != "veth" or link.link_netnsid < 0:
-            return None
-        peer = by_ifindex.get(link.link_ifindex)
-        if (
-            peer is None
-            or peer.link_ifindex != link.ifindex
-            or peer.kind != "veth"
-            or peer.rx_bytes != link.tx_bytes
-            or peer.rx_packets != link.tx_packets
-            or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
-            or link.rx_bytes < peer.tx_bytes
-        ):
-            return None
-        peers.append(peer)
-    return tuple(peers)
+    (link,) = own
+    peer = host.link_by_ifindex.get(status.host_ifindex)
+    if (
+        peer is None
+        or link.ifindex != status.pod_ifindex
+        or link.kind != "veth"
+        or peer.kind != "veth"
+        or peer.name != status.host_interface
+        or peer.link_ifindex != link.ifindex
+        or peer.rx_bytes != link.tx_bytes
+        or peer.rx_packets != link.tx_packets
+        or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
+        or link.rx_bytes < peer.tx_bytes
+    ):
+        return None
+    return (peer,)
 
 
 class _PodCounters:
@@ -460,7 +458,7 @@ class Sampler:
         # (counters.own: the interfaces last published; none before the first read.)
         same_interfaces = [link.ifindex for link in counters.own] == [link.ifindex for link in own]
         counters.status = status
-        counters.host_peers = _host_peers(own, host)
+        counters.host_peers = _host_peers(own, host, status)
         counters.host_devices = (host_devices.get(_INGRESS), host_devices.get(_EGRESS))
         counters.pod_devices = (pod_devices.get(_INGRESS), pod_devices.get(_EGRESS))
         counters.full_read_due_s = at_s + FULL_READ_MAX_AGE_S * random.uniform(0.5, 1.0)

@@ -20,6 +20,7 @@ from agent.model.handles import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT
 from agent.model.tbf_params import TbfParams
 from agent.netlink.link_get import get_link
 from agent.netlink.netns import NetnsGone, open_netlink_socket
+from agent.netlink.nsid_get import get_nsid
 from agent.netlink.qdisc_get import QdiscGetError, get_qdisc
 
 RAW_TIMEOUT_S = 5.0
@@ -187,6 +188,15 @@ class NetnsTc:
         if raw is None:
             return None
         return LinkInfo(raw.index, raw.name, raw.kind, raw.link_index, raw.link_netnsid, raw.gso_max_size, raw.alias)
+
+    def nsid_of(self, netns_path: str) -> int | None:
+        """The id this namespace gives the namespace pinned at netns_path (None: none yet)."""
+        try:
+            return get_nsid(self._raw, netns_path)
+        except FileNotFoundError as err:
+            raise DeviceGone(f"{self._where}: netns {netns_path} is gone") from err
+        except OSError as err:
+            raise TcError(f"{self._where}: get nsid of {netns_path}: {err}") from err
 
     def add_ifb(self, name: str, alias: str = "") -> int:
         """Create ifb `name`, up, with `alias` as its ifalias (the kernel ignores one given

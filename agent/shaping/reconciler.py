@@ -26,7 +26,7 @@ from agent.model.tbf_params import TbfParams
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
 from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
-from agent.shaping.devices import PodDevices, find_pod_devices
+from agent.shaping.devices import HostVeth, PodDevices, find_pod_devices, leads_into
 from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,13 @@ class Reconciler:
         with StatsSocket(None) as sock:
             return sock.links()
 
+    def _host_veths(self) -> list[HostVeth]:
+        return [
+            HostVeth(link.ifindex, link.name, link.link_ifindex, link.link_netnsid)
+            for link in self._host_links()
+            if link.kind == "veth"
+        ]
+
     def close(self) -> None:
         for sandbox_id in list(self._pod_tc):
             self._drop_pod_tc(sandbox_id)
@@ -171,8 +178,8 @@ class Reconciler:
         host = self._host_tc()
         pod_tc = self._pod_tc_for(pod)
         devices = self._devices.get(pod.sandbox_id)
-        if devices is None or not self._still_valid(host, devices):
-            devices = find_pod_devices(pod_tc, host)
+        if devices is None or not self._still_valid(host, pod, devices):
+            devices = find_pod_devices(pod_tc, host, self._host_veths)
             self._devices[pod.sandbox_id] = devices
 
         ingress = self._ensure_root_tbf(
@@ -190,6 +197,7 @@ class Reconciler:
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=devices.host_ifname,
+            host_ifindex=devices.host_ifindex,
             pod_ifindex=devices.pod_ifindex,
             directions={Direction.INGRESS: ingress, Direction.EGRESS: egress},
         )
@@ -330,9 +338,12 @@ class Reconciler:
             tc.close()
 
     @staticmethod
-    def _still_valid(host: NetnsTc, devices: PodDevices) -> bool:
+    def _still_valid(host: NetnsTc, pod: Pod, devices: PodDevices) -> bool:
         link = host.link_by_index(devices.host_ifindex)
-        return link is not None and link.name == devices.host_ifname
+        if link is None or link.name != devices.host_ifname:
+            return False
+        nsid = host.nsid_of(pod.netns_path)
+        return nsid is not None and leads_into(link, nsid, devices.pod_ifindex)
 
     def _publish(self, sandbox_id: str, status: PodShapingStatus) -> None:
         if self._statuses.get(sandbox_id) != status:
@@ -382,7 +393,9 @@ class Reconciler:
                 directions[direction] = DirectionStatus(
                     ShapingState.ERROR, want.params, device, in_pod, "not applied (no agent is shaping)"
                 )
-        return PodShapingStatus(pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions)
+        return PodShapingStatus(
+            pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions, host_ifindex=devices.host_ifindex
+        )
 
     @staticmethod
     def _ifb_index_name(host: NetnsTc, pod: Pod) -> tuple[int, str]:
@@ -401,6 +414,7 @@ class Reconciler:
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=old.host_interface if old else "",
+            host_ifindex=old.host_ifindex if old else 0,
             pod_ifindex=old.pod_ifindex if old else 0,
             directions=directions,
         )

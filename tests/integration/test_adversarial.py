@@ -1,0 +1,98 @@
+"""Attacks from issue 17 replayed on a lab node against the real agent: each must fail closed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import subprocess
+from typing import Iterator
+
+import pytest
+
+from agent.lab.node import LabNode
+from agent.lab.spec import PodSpec
+from agent.lab.state import LabPod
+from tests.integration import tc_probe
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.root
+
+
+def rate_of(device: str, netns_path: str | None = None) -> int | None:
+    root = tc_probe.root(device, netns_path)
+    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
+
+
+def ip_in(netns_path: str, *args: str) -> str:
+    argv = ["nsenter", f"--net={netns_path}", "--", "ip", *args]
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=10).stdout
+
+
+def links_in(pod: LabPod) -> list[dict]:
+    return json.loads(ip_in(pod.netns_path, "-j", "link", "show"))
+
+
+def host_ifindex(name: str) -> int:
+    out = subprocess.run(["ip", "-j", "link", "show", name], check=True, capture_output=True, text=True, timeout=10)
+    return int(json.loads(out.stdout)[0]["ifindex"])
+
+
+@contextlib.contextmanager
+def scratch_netns() -> Iterator[str]:
+    """A namespace of the test's own (pinned by `ip netns add`), deleted afterwards."""
+    name = f"podbwt-{secrets.token_hex(4)}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
+
+
+def forge_peer_of(lab: LabNode, attacker: LabPod, victim: LabPod, scratch: str) -> None:
+    """What a pod with NET_ADMIN can do in its own namespace: a veth pair named eth0 whose
+    ifindex and peer index are those of the victim's eth0 and host veth. The attacker's real
+    eth0 is parked in a scratch namespace meanwhile and comes back as `real0`."""
+    victim_eth0 = next(link for link in links_in(victim) if link["ifname"] == "eth0")["ifindex"]
+    victim_host = host_ifindex(victim.host_veth)
+    ns = attacker.netns_path
+    # `ip link set netns` takes a name under /var/run/netns or a pid: a process in the pod.
+    holder = lab.run_in_pod(attacker, ["sleep", "600"])
+    ip_in(ns, "link", "set", "eth0", "netns", scratch)
+    ip_in(
+        ns, "link", "add", "name", "eth0", "index", str(victim_eth0),
+        "type", "veth", "peer", "name", "evil1", "index", str(victim_host),
+    )
+    ip_in(ns, "link", "set", "eth0", "up")
+    tc_probe.ip("-n", scratch, "link", "set", "eth0", "netns", str(holder.pid), "name", "real0")
+    ip_in(ns, "link", "set", "real0", "up")
+
+
+def test_a_pod_cannot_put_its_limit_on_another_pods_veth(lab_factory, agent_factory) -> None:
+    lab: LabNode = lab_factory()
+    victim, attacker = lab.up(
+        [
+            PodSpec("victim", "shop", {"kubernetes.io/ingress-bandwidth": "50M"}),
+            PodSpec("attacker", "evil", {"kubernetes.io/ingress-bandwidth": "1M", "kubernetes.io/egress-bandwidth": "2M"}),
+        ],
+        pod_events=False,
+    )
+    with scratch_netns() as scratch:
+        forge_peer_of(lab, attacker, victim, scratch)
+        agent = agent_factory(lab, ["--resync-interval", "1"])
+        wait_for(
+            lambda: agent.sample("podbw_shaping_state", namespace="evil", pod="attacker", direction="ingress", state="applied") == 1,
+            10.0,
+            what="the attacker's limit applied somewhere",
+        )
+        # Several resyncs: the victim's veth must keep the victim's limit through all of them.
+        for _ in range(4):
+            assert rate_of(victim.host_veth) == 50_000_000 // 8
+            wait_for(lambda: True, 0.5)
+        # The attacker's limit lands on its own (real) host veth and its real interface.
+        assert rate_of(attacker.host_veth) == 1_000_000 // 8
+        assert rate_of("real0", attacker.netns_path) == 2_000_000 // 8
+        assert rate_of("eth0", attacker.netns_path) is None, "the forged eth0 is not the pod's veth to the host"
+        info = agent.scrape()
+        hosts = {dict(labels).get("pod"): dict(labels).get("host_interface") for (name, labels) in info if name == "podbw_pod_info"}
+        assert hosts == {"victim": victim.host_veth, "attacker": attacker.host_veth}
