@@ -150,7 +150,9 @@ class Agent:
                 for pod in pods:
                     if pod.sandbox_id not in done:
                         self._guarded(pod.key, lambda p=pod: self.reconciler.reconcile(p))
-                self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
+                if self.discovery.listing_is_complete():
+                    # An ifb of a pod that is merely unknown while the runtime is down is no orphan.
+                    self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
 
     @staticmethod
     def _guarded(what: str, fn) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from agent.netlink.stats_socket import StatsSocket
 from agent.netlink.tc import LinkInfo, NetnsTc, TcError
 
 
@@ -47,8 +48,18 @@ def leads_into(host_link: LinkInfo | None, nsid: int, pod_ifindex: int) -> bool:
     )
 
 
+def host_veths() -> list[HostVeth]:
+    """Every veth of the host, from one dump by the raw reader (pyroute2 decodes ~1 ms a link)."""
+    with StatsSocket(None) as sock:
+        return [
+            HostVeth(link.ifindex, link.name, link.link_ifindex, link.link_netnsid)
+            for link in sock.links()
+            if link.kind == "veth"
+        ]
+
+
 def find_pod_devices(
-    pod_tc: NetnsTc, host_tc: NetnsTc, host_veths: Callable[[], Iterable[HostVeth]]
+    pod_tc: NetnsTc, host_tc: NetnsTc, host_veths: Callable[[], Iterable[HostVeth]] = host_veths
 ) -> PodDevices:
     """The pod's veth pair; `host_veths` lists the host's veths (a dump, only used when the pod's
     own hint does not check out)."""

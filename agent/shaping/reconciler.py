@@ -26,7 +26,7 @@ from agent.model.tbf_params import TbfParams
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
 from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
-from agent.shaping.devices import HostVeth, PodDevices, find_pod_devices, leads_into
+from agent.shaping.devices import PodDevices, find_pod_devices, leads_into
 from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
 log = logging.getLogger(__name__)
@@ -159,13 +159,6 @@ class Reconciler:
         with StatsSocket(None) as sock:
             return sock.links()
 
-    def _host_veths(self) -> list[HostVeth]:
-        return [
-            HostVeth(link.ifindex, link.name, link.link_ifindex, link.link_netnsid)
-            for link in self._host_links()
-            if link.kind == "veth"
-        ]
-
     def close(self) -> None:
         for sandbox_id in list(self._pod_tc):
             self._drop_pod_tc(sandbox_id)
@@ -179,7 +172,7 @@ class Reconciler:
         pod_tc = self._pod_tc_for(pod)
         devices = self._devices.get(pod.sandbox_id)
         if devices is None or not self._still_valid(host, pod, devices):
-            devices = find_pod_devices(pod_tc, host, self._host_veths)
+            devices = find_pod_devices(pod_tc, host)
             self._devices[pod.sandbox_id] = devices
 
         ingress = self._ensure_root_tbf(

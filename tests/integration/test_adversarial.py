@@ -96,3 +96,46 @@ def test_a_pod_cannot_put_its_limit_on_another_pods_veth(lab_factory, agent_fact
         info = agent.scrape()
         hosts = {dict(labels).get("pod"): dict(labels).get("host_interface") for (name, labels) in info if name == "podbw_pod_info"}
         assert hosts == {"victim": victim.host_veth, "attacker": attacker.host_veth}
+
+
+LIMITS = {"kubernetes.io/ingress-bandwidth": "10M", "kubernetes.io/egress-bandwidth": "20M"}
+
+
+def test_an_agent_started_without_the_runtime_lifts_no_limit(lab_factory, agent_factory) -> None:
+    lab: LabNode = lab_factory()
+    pod, other = lab.up([PodSpec("web", "shop", LIMITS), PodSpec("db", "shop", LIMITS)], pod_events=False)
+    first = agent_factory(lab)
+    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8 and rate_of("eth0", other.netns_path), 10.0, what="limits")
+    assert first.stop() == 0
+    lab.stop_cri_server()
+
+    # The runtime's socket is gone while the agent starts (and resyncs every second).
+    agent = agent_factory(lab, ["--resync-interval", "1"], wait_path="/healthz")
+    wait_for(lambda: True, 3.0)
+    for lab_pod in (pod, other):
+        assert rate_of(lab_pod.host_veth) == 10_000_000 // 8
+        assert rate_of("eth0", lab_pod.netns_path) == 20_000_000 // 8
+    status, body = agent.get("/readyz")
+    assert status == 503 and "cri" in body, body
+    assert agent.sample("podbw_discovery_up", source="cri") == 0
+
+    lab.start_cri_server()
+    wait_for(lambda: agent.get("/readyz")[0] == 200, 10.0, what="ready once the runtime answers")
+    # /metrics renders once per sample pass: the gauge follows within a second.
+    wait_for(lambda: agent.sample("podbw_discovery_up", source="cri") == 1, 3.0, what="discovery_up 1")
+
+
+def test_the_runtime_going_away_is_noticed_and_its_return_repairs_drift_at_once(lab_factory, agent_factory) -> None:
+    lab: LabNode = lab_factory()
+    (pod,) = lab.up([PodSpec("web", "shop", LIMITS)], pod_events=False)
+    agent = agent_factory(lab, ["--resync-interval", "3600"])
+    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8, 10.0, what="limit")
+    lab.stop_cri_server()
+    wait_for(lambda: agent.get("/readyz")[0] == 503, 10.0, what="not ready without the runtime")
+    wait_for(lambda: agent.sample("podbw_discovery_up", source="cri") == 0, 3.0, what="discovery_up 0")
+    tc_probe.tc("qdisc", "del", "dev", pod.host_veth, "root")  # drift while the runtime is away
+    wait_for(lambda: True, 1.0)
+    assert rate_of(pod.host_veth) is None
+    lab.start_cri_server()
+    wait_for(lambda: agent.get("/readyz")[0] == 200, 10.0, what="ready once the runtime answers")
+    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8, 3.0, what="the limit back without a resync")
