@@ -35,7 +35,7 @@ from agent.discovery.netns_source import is_pod_netns, pod_from_netns, scan_netn
 from agent.discovery.registry import PodRegistry
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod
-from agent.netlink.netns import NetnsGone, is_netns
+from agent.netlink.netns import NetnsGone, host_netns_inode
 from agent.netlink.stats_socket import StatsSocket
 
 log = logging.getLogger(__name__)
@@ -182,9 +182,11 @@ class Discovery:
         with self._cri_lock:
             try:
                 if self._cri_source is None:
-                    self._cri_source = CriSource(self._client)
-                # A pin already unmounted is a pod being torn down, even if CRI still lists it.
-                pods = [pod for pod in self._cri_source.list_pods() if is_netns(pod.netns_path)]
+                    self._cri_source = CriSource(self._client, self._settings.netns_dir)
+                # A pin already unmounted is a pod being torn down, even if CRI still lists it;
+                # one that is the host's namespace is never a pod's, whatever CRI says.
+                host_inode = host_netns_inode()
+                pods = [pod for pod in self._cri_source.list_pods() if is_pod_netns(pod.netns_path, host_inode)]
             except CriError as err:
                 self._set_cri_ok(False, str(err))
                 return None

@@ -139,3 +139,65 @@ def test_the_runtime_going_away_is_noticed_and_its_return_repairs_drift_at_once(
     lab.start_cri_server()
     wait_for(lambda: agent.get("/readyz")[0] == 200, 10.0, what="ready once the runtime answers")
     wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8, 3.0, what="the limit back without a resync")
+
+
+@contextlib.contextmanager
+def runtime_says(lab: LabNode, edit) -> Iterator[None]:
+    """Make the lab's CRI server answer from an edited state file, and put the real one back
+    before the lab tears its pods down (teardown trusts the state file's paths)."""
+    from agent.lab.state import read_state, state_lock, write_state
+
+    with state_lock(lab.config):
+        original = read_state(lab.config)
+        assert original is not None
+        edited = read_state(lab.config)
+        edit(edited)
+        write_state(lab.config, edited)
+    try:
+        yield
+    finally:
+        with state_lock(lab.config):
+            write_state(lab.config, original)
+
+
+def test_the_hosts_namespace_is_never_a_pod_whatever_the_runtime_says(lab_factory, agent_factory) -> None:
+    lab: LabNode = lab_factory()
+    web, node_agent = lab.up(
+        [PodSpec("web", "shop", LIMITS), PodSpec("node-agent", "kube-system", LIMITS, host_network=True)],
+        pod_events=False,
+    )
+    with scratch_netns() as scratch:
+
+        def lie(state) -> None:
+            for pod in state.pods:
+                if pod.name == "node-agent":
+                    pod.host_network = False  # network mode POD, but the pin is the host's namespace
+            stray = LabPod(**{**web.to_dict(), "sandbox_id": "f" * 64, "uid": "stray-uid", "name": "stray"})
+            stray.netns_path = f"/var/run/netns/{scratch}"  # outside the runtime's netns directory
+            state.pods.append(stray)
+
+        with runtime_says(lab, lie):
+            agent = agent_factory(lab)
+            wait_for(lambda: rate_of(web.host_veth) == 10_000_000 // 8, 10.0, what="the real pod shaped")
+            wait_for(lambda: agent.sample("podbw_pods") is not None, 5.0, what="a scrape")
+            scrape = agent.scrape()
+            pods = {dict(labels)["pod"] for (name, labels) in scrape if name == "podbw_pod_info"}
+            assert pods == {"web"}, pods
+            assert agent.sample("podbw_pods") == 1
+            log = agent.log_text()
+            assert "node-agent" in log and "host's own" in log
+            assert "stray" in log and "outside the runtime's netns directory" in log
+            assert podbw_roots_on_host(lab) == {web.host_veth}
+
+
+def podbw_roots_on_host(lab: LabNode) -> set[str]:
+    """Host devices with a podbw root qdisc, leaving out other labs' veths and every ifb (tests
+    running beside this one have their own)."""
+    run = lambda *argv: json.loads(subprocess.run(argv, check=True, capture_output=True, text=True, timeout=10).stdout)  # noqa: E731
+    others = {
+        link["ifname"]
+        for link in run("ip", "-d", "-j", "link", "show")
+        if link.get("master", lab.config.bridge) != lab.config.bridge or link.get("linkinfo", {}).get("info_kind") == "ifb"
+    }
+    roots = run("tc", "-j", "qdisc", "show")
+    return {q["dev"] for q in roots if q.get("root") and q.get("handle") == "5062:" and q["dev"] not in others}
