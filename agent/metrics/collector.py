@@ -220,6 +220,11 @@ class PodbwCollector(Collector):
             labels=("source",),
         )
         pods_family = GaugeMetricFamily("podbw_pods", f"Number of pods podbw samples ({sampled}).")
+        unowned = GaugeMetricFamily(
+            "podbw_unowned_ifbs",
+            "ifb devices named as podbw names its own (podbw + 10 hex digits) that carry no owner "
+            "alias and belong to no known pod: left in place, check and delete them.",
+        )
         build = InfoMetricFamily("podbw_build", "podbw build, value 1.")
         if health is not None:
             for key, count in sorted(health.annotation_errors.items()):
@@ -229,9 +234,10 @@ class PodbwCollector(Collector):
             for source, up in sorted(health.discovery_up.items()):
                 discovery.add_metric((source,), 1.0 if up else 0.0)
             build.add_metric((), {"version": self._version})
+            unowned.add_metric((), health.unowned_ifbs)
         if pods is not None:
             pods_family.add_metric((), pods)
-        yield from (errors, operations, discovery, pods_family, build)
+        yield from (errors, operations, discovery, pods_family, unowned, build)
 
 
 def _histogram(name: str, documentation: str, data: HistogramData | None) -> Metric:

@@ -86,6 +86,8 @@ class Agent:
         self._worker.start()
         self.scheduler.start()
         self.discovery.start(self.scheduler, on_resync=self.queue.reconcile_all)
+        # A full pass now, not in one resync interval: ifbs orphaned while no agent ran go at once.
+        self.queue.reconcile_all()
         self.sampler.start(self.scheduler)
         self.http.start()
         log.info(

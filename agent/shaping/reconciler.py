@@ -18,11 +18,12 @@ from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
 from agent.model.health import HealthRecorder
 from agent.model.overrides import merge_annotations
-from agent.model.ownership import IFB_PREFIX, Owner, classify_root, ifb_name
+from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes, without_limit_floor
 from agent.model.tbf_params import TbfParams
+from agent.model.valuetext import quote_value
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
 from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
@@ -57,6 +58,8 @@ class Reconciler:
         self._seen_at: dict[str, float] = {}
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
+        self._unowned_ifbs: set[str] = set()
+        """ifbs reported by the last orphan scan as named like podbw's without an owner."""
 
     # ---- public ---------------------------------------------------------------------------
     def statuses(self) -> Mapping[str, PodShapingStatus]:
@@ -138,20 +141,35 @@ class Reconciler:
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
         """Delete this agent's podbw ifbs whose pod is unknown (e.g. removed while the agent was
-        down). Another agent's (a different ifb_owner alias) are left alone."""
+        down). Another agent's (a different ifb_owner alias) are left alone; ones named as podbw
+        names its ifbs but with no alias at all (an agent killed while making one, or someone
+        else's) are reported, never deleted on a guess."""
         expected = {ifb_name(sandbox_id) for sandbox_id in known_sandbox_ids}
+        unowned: set[str] = set()
         try:
             host = self._host_tc()
             for link in self._host_links():
-                if link.kind == "ifb" and link.name.startswith(IFB_PREFIX) and link.name not in expected:
-                    found = host.link_by_index(link.ifindex)
-                    if found is None or found.name != link.name or found.alias != self._settings.ifb_owner:
-                        continue
+                if link.kind != "ifb" or not IFB_NAME_RE.fullmatch(link.name) or link.name in expected:
+                    continue
+                found = host.link_by_index(link.ifindex)
+                if found is None or found.name != link.name:
+                    continue
+                if found.alias == self._settings.ifb_owner:
                     log.info("removing orphaned ifb %s", link.name)
                     host.delete_link(link.ifindex, link.name)
                     self._health.shaping_operation("remove", "ok")
+                elif not found.alias:
+                    unowned.add(link.name)
         except (TcError, NetlinkError, OSError) as err:
             log.error("orphan ifb cleanup failed: %s", err)
+            return
+        for name in sorted(unowned - self._unowned_ifbs):
+            log.warning(
+                "ifb %s is named like podbw's but has no owner alias and belongs to no known pod; "
+                "left in place (delete it with `ip link del %s` if nothing uses it)", name, name,
+            )
+        self._unowned_ifbs = unowned
+        self._health.set_unowned_ifbs(len(unowned))
 
     @staticmethod
     def _host_links():
@@ -271,10 +289,20 @@ class Reconciler:
             self._op("takeover", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
             ingress, filters = None, []
         name = ifb_name(pod.sandbox_id)
+        owner = self._settings.ifb_owner
         ifb = host.link_by_name(name)
         if ifb is None:
-            index = self._op("apply", lambda: host.add_ifb(name, self._settings.ifb_owner))
+            index = self._op("apply", lambda: host.add_ifb(name, owner))
         else:
+            if ifb.alias not in ("", owner):
+                reason = f"ifb {name} carries another agent's alias {quote_value(ifb.alias)}"
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.key, reason))
+                return DirectionStatus(ShapingState.FOREIGN, want.params, name, False, reason)
+            if not ifb.admin_up or ifb.alias != owner:
+                # Set down by someone, or left half-made by an agent killed between creating it
+                # and setting it up: while down, it swallows all of the pod's egress.
+                self._op("update", lambda: host.set_up(ifb.index, name, owner))
+                log.warning("pod %s: egress ifb %s was %s; set up", pod.key, name, "down" if not ifb.admin_up else "without owner")
             index = ifb.index
         ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]
         if not (len(ours) == 1 and ours[0].redirect_ifindex == index):
@@ -392,9 +420,10 @@ class Reconciler:
 
     @staticmethod
     def _ifb_index_name(host: NetnsTc, pod: Pod) -> tuple[int, str]:
+        """The pod's ifb, if it exists and is up (index 0 otherwise: nothing passes it)."""
         name = ifb_name(pod.sandbox_id)
         link = host.link_by_name(name)
-        return (link.index if link else 0), name
+        return (link.index if link and link.admin_up else 0), name
 
     def _error_status(self, pod: Pod, desired: dict[Direction, DesiredDirection], reason: str) -> PodShapingStatus:
         old = self._statuses.get(pod.sandbox_id)

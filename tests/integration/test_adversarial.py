@@ -201,3 +201,56 @@ def podbw_roots_on_host(lab: LabNode) -> set[str]:
     }
     roots = run("tc", "-j", "qdisc", "show")
     return {q["dev"] for q in roots if q.get("root") and q.get("handle") == "5062:" and q["dev"] not in others}
+
+
+def pings(lab: LabNode, source: LabPod, target: LabPod) -> bool:
+    from agent.lab.ping import ping_argv
+
+    return lab.exec_in_pod(source, ping_argv(target.ip, timeout_s=1)).returncode == 0
+
+
+def link_state(name: str) -> tuple[bool, str]:
+    """(admin up, alias) of a host link."""
+    out = subprocess.run(["ip", "-j", "link", "show", name], check=True, capture_output=True, text=True, timeout=10)
+    link = json.loads(out.stdout)[0]
+    return "UP" in link["flags"], link.get("ifalias", "")
+
+
+def test_an_ifb_set_down_comes_back_up_within_one_resync(lab_factory, agent_factory) -> None:
+    from agent.model.ownership import ifb_name
+
+    lab: LabNode = lab_factory()
+    web, peer = lab.up([PodSpec("web", "shop", LIMITS), PodSpec("peer", "shop")], pod_events=False)
+    ifb = ifb_name(web.sandbox_id)
+    agent = agent_factory(lab, ["--egress-mode", "ifb", "--resync-interval", "2"])
+    wait_for(lambda: rate_of(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the ifb")
+    assert pings(lab, web, peer)
+
+    tc_probe.ip("link", "set", ifb, "down")
+    assert not pings(lab, web, peer), "a down ifb swallows the pod's egress"
+    wait_for(lambda: link_state(ifb)[0], 4.0, what="the ifb set up again by the next resync")
+    wait_for(lambda: pings(lab, web, peer), 3.0, what="the pod's egress flowing again")
+    assert agent.sample("podbw_shaping_state", namespace="shop", pod="web", direction="egress", state="applied") == 1
+
+
+def test_a_half_made_ifb_is_adopted_and_an_unowned_one_reported(lab_factory, agent_factory) -> None:
+    from agent.model.ownership import ifb_name
+
+    lab: LabNode = lab_factory()
+    web, peer = lab.up([PodSpec("web", "shop", LIMITS), PodSpec("peer", "shop")], pod_events=False)
+    ifb = ifb_name(web.sandbox_id)
+    # What an agent killed between creating the pod's ifb and setting it up leaves: down, no alias.
+    tc_probe.ip("link", "add", ifb, "type", "ifb")
+    stray = "podbw" + secrets.token_hex(5)  # named like podbw's, no owner, no pod
+    tc_probe.ip("link", "add", stray, "type", "ifb")
+    try:
+        agent = agent_factory(lab, ["--egress-mode", "ifb"])
+        wait_for(lambda: rate_of(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the adopted ifb")
+        up, alias = link_state(ifb)
+        assert up and alias.startswith("podbw cri=")
+        wait_for(lambda: pings(lab, web, peer), 3.0, what="the pod's egress flowing")
+        wait_for(lambda: agent.sample("podbw_unowned_ifbs") == 1, 5.0, what="the unowned ifb reported")
+        assert tc_probe.link_exists(stray), "an ifb podbw cannot prove its own is never deleted"
+        assert stray in agent.log_text()
+    finally:
+        subprocess.run(["ip", "link", "del", stray], check=False, timeout=10)
