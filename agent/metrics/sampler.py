@@ -143,6 +143,9 @@ class _PeakWindow:
         return entries[0][1] if entries else 0.0
 
 
+DEFAULT_MAX_INTERFACES = 8
+"""Interfaces exported per pod: eth0 and a few secondary networks, never thousands."""
+
 RECEIVED_MEANWHILE_MAX_PACKETS = 64
 """A pod's dump comes a few milliseconds after the host's: what its peer sent it meanwhile
 (floods) may be in the pod's receive counters and not yet in the peer's transmit ones."""
@@ -211,6 +214,12 @@ class _PodCounters:
         self.pod_devices: tuple[str | None, str | None] = (None, None)
         """The pod's device of the ingress and the egress limit (None: on the host, or none)."""
         self.full_read_due_s = 0.0
+
+
+def _first_interfaces(own: tuple[LinkStats, ...], status: PodShapingStatus, count: int) -> tuple[LinkStats, ...]:
+    """The `count` interfaces of a pod that has more to export: its veth to the host first, then
+    by ifindex (a pod can make thousands; each would add eight series)."""
+    return tuple(sorted(own, key=lambda link: (link.ifindex != status.pod_ifindex, link.ifindex))[:count])
 
 
 def _without_loopback(links: Sequence[LinkStats]) -> tuple[LinkStats, ...]:
@@ -291,6 +300,7 @@ class Sampler:
         interval_s: float = 1.0,
         peak_window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        max_interfaces: int = DEFAULT_MAX_INTERFACES,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sample interval must be positive, got {interval_s} s")
@@ -302,6 +312,8 @@ class Sampler:
         self._health = health
         self.interval_s = interval_s
         self.peak_window_s = peak_window_s
+        self.max_interfaces = max_interfaces
+        """Interfaces exported per pod; the rest are counted in PodSample.links_omitted."""
         self._clock = clock
         self._counters: dict[str, _PodCounters] = {}
         self._latest: Snapshot | None = None
@@ -585,9 +597,10 @@ class Sampler:
         ):
             return previous
         counters.ingress, counters.egress, counters.own = ingress, egress, own
+        exported = own if len(own) <= self.max_interfaces else _first_interfaces(own, status, self.max_interfaces)
         # (tuple.__new__ skips PodSample's generated __new__, for hundreds of pods a pass.)
         sample = counters.sample = tuple.__new__(
-            PodSample, (pod, status, own, {_INGRESS: ingress, _EGRESS: egress})
+            PodSample, (pod, status, exported, {_INGRESS: ingress, _EGRESS: egress}, len(own) - len(exported))
         )
         return sample
 

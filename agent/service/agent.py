@@ -53,6 +53,7 @@ class Agent:
             health=self.health,
             interval_s=settings.sample_interval_s,
             peak_window_s=settings.peak_window_s,
+            max_interfaces=settings.max_interfaces_per_pod,
         )
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry.register(
@@ -62,6 +63,7 @@ class Agent:
                 pods_count=lambda: len(self.registry),
                 version=__version__,
                 interval_s=settings.sample_interval_s,
+                max_interfaces=settings.max_interfaces_per_pod,
             )
         )
         self.http = MetricsServer(

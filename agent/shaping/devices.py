@@ -61,39 +61,31 @@ def host_veths() -> list[HostVeth]:
 def find_pod_devices(
     pod_tc: NetnsTc, host_tc: NetnsTc, host_veths: Callable[[], Iterable[HostVeth]] = host_veths
 ) -> PodDevices:
-    """The pod's veth pair; `host_veths` lists the host's veths (a dump, only used when the pod's
-    own hint does not check out)."""
+    """The pod's veth pair. The pod's eth0 is tried first (three single gets); when it is not
+    a veth the host vouches for, `host_veths` (a host dump) says which veths lead into the pod."""
     netns_path = pod_tc.netns_path or ""
-    pod_links = {link.index: link for link in pod_tc.links()}
-    hints = sorted(
-        (link for link in pod_links.values() if link.kind == "veth" and link.link_index > 0 and link.link_netnsid >= 0),
-        key=lambda link: (link.name != "eth0", link.index),
-    )
     nsid: int | None = None
-    for hint in hints:
+    hint = pod_tc.link_by_name("eth0")
+    if hint is not None and hint.kind == "veth" and hint.link_index > 0 and hint.link_netnsid >= 0:
         host_link = host_tc.link_by_index(hint.link_index)
-        if host_link is None or host_link.kind != "veth":
-            continue
-        if nsid is None:
+        if host_link is not None and host_link.kind == "veth":
             # Asked after a host veth was read: reading one that leads into the pod gives the
             # pod's namespace its id in the host, if it had none.
             nsid = host_tc.nsid_of(netns_path)
-            if nsid is None:
-                break
-        if leads_into(host_link, nsid, hint.index):
-            return PodDevices(hint.index, hint.name, host_link.index, host_link.name)
+            if nsid is not None and leads_into(host_link, nsid, hint.index):
+                return PodDevices(hint.index, hint.name, host_link.index, host_link.name)
+    veths = list(host_veths())
     if nsid is None:
         nsid = host_tc.nsid_of(netns_path)
-    if nsid is not None:
-        # The hint was wrong or forged: look from the host for veths whose peer is in this pod.
-        peers = sorted(
-            (veth for veth in host_veths() if veth.peer_netnsid == nsid and veth.peer_ifindex in pod_links),
-            key=lambda veth: (pod_links[veth.peer_ifindex].name != "eth0", veth.peer_ifindex),
-        )
-        for veth in peers:
-            host_link = host_tc.link_by_index(veth.ifindex)
-            if leads_into(host_link, nsid, veth.peer_ifindex):
-                assert host_link is not None
-                pod_link = pod_links[veth.peer_ifindex]
-                return PodDevices(pod_link.index, pod_link.name, host_link.index, host_link.name)
-    raise PodInterfaceMissing(f"netns {netns_path}: no veth whose host side leads into it")
+    found: list[PodDevices] = []
+    for veth in veths:
+        if nsid is None or veth.peer_netnsid != nsid:
+            continue
+        host_link = host_tc.link_by_index(veth.ifindex)
+        pod_link = pod_tc.link_by_index(veth.peer_ifindex)
+        if pod_link is not None and leads_into(host_link, nsid, pod_link.index):
+            assert host_link is not None
+            found.append(PodDevices(pod_link.index, pod_link.name, host_link.index, host_link.name))
+    if not found:
+        raise PodInterfaceMissing(f"netns {netns_path}: no veth whose host side leads into it")
+    return min(found, key=lambda devices: (devices.pod_ifname != "eth0", devices.pod_ifindex))

@@ -254,3 +254,23 @@ def test_a_half_made_ifb_is_adopted_and_an_unowned_one_reported(lab_factory, age
         assert stray in agent.log_text()
     finally:
         subprocess.run(["ip", "link", "del", stray], check=False, timeout=10)
+
+
+def test_a_pod_with_thousands_of_interfaces_exports_only_the_capped_few(lab_factory, agent_factory, tmp_path) -> None:
+    lab: LabNode = lab_factory()
+    flood, quiet = lab.up([PodSpec("flood", "evil", LIMITS), PodSpec("quiet", "shop", LIMITS)], pod_events=False)
+    batch = tmp_path / "links.batch"
+    batch.write_text("".join(f"link add f{i}a type veth peer name f{i}b\n" for i in range(1000)))
+    ip_in(flood.netns_path, "-batch", str(batch))
+    agent = agent_factory(lab, ["--max-interfaces-per-pod", "4"])
+    omitted = agent.wait_for_sample("podbw_network_interfaces_omitted", 15.0, namespace="evil", pod="flood")
+    assert omitted == 2001 - 4  # 2000 made by the pod, plus its eth0
+    scrape = agent.scrape()
+    per_pod = {}
+    for name, labels in scrape:
+        if name.startswith("podbw_network_") and name.endswith("_total"):
+            per_pod.setdefault(dict(labels)["pod"], set()).add(dict(labels)["interface"])
+    assert len(per_pod["flood"]) == 4 and "eth0" in per_pod["flood"]
+    assert per_pod["quiet"] == {"eth0"}
+    assert agent.healthz()[0] == 200
+    assert rate_of(quiet.host_veth) == 10_000_000 // 8 and rate_of(flood.host_veth) == 10_000_000 // 8

@@ -667,3 +667,25 @@ def test_only_the_pair_proven_from_the_host_side_is_mirrored(status: PodShapingS
     for t in (1.0, 2.0, 3.0):
         h.sample_at(t)
     assert h.reads == 3
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "exported", "omitted"),
+    [(1, 1, 0), (8, 8, 0), (9, 8, 1), (2000, 8, 1992)],
+)
+def test_interfaces_beyond_the_cap_are_counted_not_exported(interfaces: int, exported: int, omitted: int) -> None:
+    h = Harness("a")
+    h.statuses["sb-a"] = PodShapingStatus("sb-a", host_interface="veth7", pod_ifindex=5000, host_ifindex=7)
+    # The proven veth has the highest ifindex: it is exported first all the same.
+    links = [LinkStats(ifindex=3 + i, name=f"x{i}", rx_bytes=1, tx_bytes=1) for i in range(interfaces - 1)]
+    links.append(LinkStats(ifindex=5000, name="eth0", kind="veth", rx_bytes=100, tx_bytes=100))
+    h.socket("a").links_result = [lo(), *links]
+    h.sample_at(1.0)
+    h.socket("a").links_result = [lo(), *(link._replace(rx_bytes=link.rx_bytes + 10) for link in links)]
+    snapshot = h.sample_at(2.0)
+    sample = by_name(snapshot)["a"]
+    assert len(sample.links) == exported and sample.links_omitted == omitted
+    if omitted:
+        assert sample.links[0].name == "eth0"
+        assert [link.ifindex for link in sample.links[1:]] == list(range(3, 3 + exported - 1))
+    assert rates(snapshot, "a")[0] == 10.0 * interfaces, "throughput counts every interface"
