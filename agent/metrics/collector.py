@@ -239,6 +239,11 @@ class PodbwCollector(Collector):
             "alias and belong to no known pod: left in place, check and delete them.",
         )
         build = InfoMetricFamily("podbw_build", "podbw build, value 1.")
+        lock = GaugeMetricFamily(
+            "podbw_node_lock_held",
+            "1 when this agent holds the node lock and shapes; 0 while another agent of the same "
+            "runtime holds it (this one then only observes and is not ready).",
+        )
         if health is not None:
             for key, count in sorted(health.annotation_errors.items()):
                 errors.add_metric((key,), count)
@@ -248,9 +253,10 @@ class PodbwCollector(Collector):
                 discovery.add_metric((source,), 1.0 if up else 0.0)
             build.add_metric((), {"version": self._version})
             unowned.add_metric((), health.unowned_ifbs)
+            lock.add_metric((), 1.0 if health.node_lock_held else 0.0)
         if pods is not None:
             pods_family.add_metric((), pods)
-        yield from (errors, operations, discovery, pods_family, unowned, build)
+        yield from (errors, operations, discovery, pods_family, unowned, lock, build)
 
 
 def _histogram(name: str, documentation: str, data: HistogramData | None) -> Metric:

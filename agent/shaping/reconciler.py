@@ -59,9 +59,15 @@ class Reconciler:
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
         self._unowned_ifbs: set[str] = set()
+        self._writes_allowed = settings.enabled
+        """False: observe only (a viewer, or an agent waiting for the node lock)."""
         """ifbs reported by the last orphan scan as named like podbw's without an owner."""
 
     # ---- public ---------------------------------------------------------------------------
+    def allow_writes(self, allowed: bool) -> None:
+        """Start (or stop) changing the kernel; reconciles meanwhile only observe."""
+        self._writes_allowed = allowed
+
     def statuses(self) -> Mapping[str, PodShapingStatus]:
         return self._statuses
 
@@ -102,7 +108,7 @@ class Reconciler:
         """The pod is gone: remove what podbw made for it on the host (its namespace is gone)."""
         devices = self._devices.pop(pod.sandbox_id, None)
         try:
-            if not self._settings.enabled:
+            if not self._writes_allowed:
                 raise ObserveOnly("forget")  # a viewer only drops its own state
             host = self._host_tc()
             name = ifb_name(pod.sandbox_id)
@@ -254,7 +260,7 @@ class Reconciler:
         gso_max_bytes), so the pod's TCP meets back-pressure from its own qdisc instead of
         losses. Otherwise (no egress limit, or mode `ifb`, which changes nothing in the pod)
         give back the kernel's default if podbw lowered it."""
-        if not self._settings.enabled:
+        if not self._writes_allowed:
             return
         link = pod_tc.link_by_index(devices.pod_ifindex)
         if link is None or link.gso_max_size <= 0:
@@ -325,7 +331,7 @@ class Reconciler:
 
     # ---- helpers --------------------------------------------------------------------------
     def _op(self, op: str, fn):
-        if not self._settings.enabled:
+        if not self._writes_allowed:
             raise ObserveOnly(op)
         try:
             result = fn()

@@ -274,3 +274,27 @@ def test_a_pod_with_thousands_of_interfaces_exports_only_the_capped_few(lab_fact
     assert per_pod["quiet"] == {"eth0"}
     assert agent.healthz()[0] == 200
     assert rate_of(quiet.host_veth) == 10_000_000 // 8 and rate_of(flood.host_veth) == 10_000_000 // 8
+
+
+def test_a_second_agent_for_the_same_runtime_waits_and_writes_nothing(lab_factory, agent_factory) -> None:
+    from agent.model.ownership import ifb_name
+
+    lab: LabNode = lab_factory()
+    (web,) = lab.up([PodSpec("web", "shop", LIMITS)], pod_events=False)
+    first = agent_factory(lab)  # egress mode pod
+    wait_for(lambda: rate_of("eth0", web.netns_path) == 20_000_000 // 8, 10.0, what="egress in the pod")
+    second = agent_factory(lab, ["--egress-mode", "ifb", "--resync-interval", "1"], wait_path="/healthz")
+    wait_for(lambda: second.sample("podbw_node_lock_held") == 0, 5.0, what="the second agent on standby")
+    wait_for(lambda: True, 2.5)  # a few of its resyncs
+    assert not tc_probe.link_exists(ifb_name(web.sandbox_id)), "the waiting agent made an ifb"
+    assert rate_of("eth0", web.netns_path) == 20_000_000 // 8
+    status, body = second.get("/readyz")
+    assert status == 503 and "standby" in body
+    assert f"(pid {first.pid})" in second.log_text()
+    # It still shows what the kernel holds, observed.
+    assert second.sample("podbw_limit_rate_bytes_per_second", namespace="shop", pod="web", direction="ingress") == 1_250_000
+
+    assert first.stop() == 0
+    wait_for(lambda: rate_of(ifb_name(web.sandbox_id)) == 20_000_000 // 8, 5.0, what="the second agent taking over")
+    wait_for(lambda: second.get("/readyz")[0] == 200, 5.0, what="ready once it holds the lock")
+    assert rate_of("eth0", web.netns_path) is None, "mode ifb leaves nothing in the pod"
