@@ -8,7 +8,7 @@ from typing import Callable, Protocol
 
 from agent.cri.client import SandboxDetails
 from agent.cri.errors import CriError, CriInfoError, CriNotFound
-from agent.model.pod import SOURCE_CRI, Pod
+from agent.model.pod import SOURCE_CRI, Pod, display_key
 from agent.netlink.netns import host_netns_inode, is_netns, netns_inode
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class CriSource:
         try:
             details = runtime.sandbox_status(sandbox_id)
         except CriInfoError as err:
-            log.error("sandbox %s skipped: %s", sandbox_id[:13], err)
+            log.error("sandbox %s skipped: %s", display_key(sandbox_id[:13]), err)
             return None
         except CriNotFound:
             return None  # removed between List and Status; the next resync agrees
@@ -98,7 +98,8 @@ class CriSource:
         reason = refusal(details, self._netns_dir, self._host_inode)
         if reason:
             # Fetched once per sandbox, so said once: the refusal is for good.
-            log.error("sandbox %s (pod %s/%s) skipped: %s", sandbox_id[:13], details.namespace, details.name, reason)
+            pod = display_key(f"{details.namespace}/{details.name}")
+            log.error("sandbox %s (pod %s) skipped: %s", display_key(sandbox_id[:13]), pod, reason)
             return None
         return details
 

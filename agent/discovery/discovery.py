@@ -33,8 +33,10 @@ from agent.discovery.inotify import (
 )
 from agent.discovery.netns_source import is_pod_netns, pod_from_netns, scan_netns_dir
 from agent.discovery.registry import PodRegistry
+from agent.discovery.shared_netns import one_pod_per_netns
 from agent.model.health import HealthRecorder
-from agent.model.pod import Pod
+from agent.model.pod import Pod, display_key
+from agent.model.problems import ProblemLog
 from agent.netlink.netns import NetnsGone, host_netns_inode
 from agent.netlink.stats_socket import StatsSocket
 
@@ -85,6 +87,9 @@ class Discovery:
         """Whether the runtime answered the last listing (None: not asked yet)."""
         self._cri_error = ""
         self._on_cri_back: Callable[[], None] | None = None
+        self._problems = ProblemLog()
+        self._left_out: set[str] = set()
+        """Sandboxes left out last listing for sharing another pod's network namespace."""
         self._netns_fallback_used = False
         self._stop = threading.Event()
         self._wake_lookup = threading.Event()
@@ -190,12 +195,32 @@ class Discovery:
             except CriError as err:
                 self._set_cri_ok(False, str(err))
                 return None
+            pods = self._one_pod_per_netns(pods)
             came_back = self._cri_ok is False
             self._set_cri_ok(True, "")
         if came_back and self._on_cri_back is not None:
             # Drift and lost events of the outage are repaired now, not at the next resync.
             self._safely(self._on_cri_back, "reconcile after the runtime came back")
         return pods
+
+    def _one_pod_per_netns(self, pods: list[Pod]) -> list[Pod]:
+        kept, left_out = one_pod_per_netns(pods, _netns_identity)
+        for pod, owner in left_out:
+            self._problems.begin(pod.sandbox_id)
+            self._problems.report(
+                pod.sandbox_id,
+                owner.sandbox_id,
+                lambda p=pod, o=owner: log.error(
+                    "sandbox %s (pod %s) shares its network namespace %r with pod %s, which keeps it: "
+                    "%s is neither shaped nor exported",
+                    display_key(p.sandbox_id[:13]), p.display, p.netns_path, o.display, p.display,
+                ),
+            )
+            self._problems.end(pod.sandbox_id)
+        for sandbox_id in self._left_out - {pod.sandbox_id for pod, _ in left_out}:
+            self._problems.forget(sandbox_id)
+        self._left_out = {pod.sandbox_id for pod, _ in left_out}
+        return kept
 
     def _client(self) -> CriClient:
         if self._cri_client is None:
@@ -360,6 +385,14 @@ class Discovery:
                 client.version()
             except CriError as err:
                 self._set_cri_ok(False, str(err))
+
+
+def _netns_identity(pod: Pod) -> tuple[int, int] | None:
+    try:
+        st = os.stat(pod.netns_path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def has_pod_interface(netns_path: str) -> bool:

@@ -444,7 +444,7 @@ class Sampler:
             else:
                 links, qdiscs = _links_and_qdiscs(sock)
         except _NAMESPACE_ERRORS as exc:
-            log.debug("pod %s left out of this sample: %s", pod.key, exc)
+            log.debug("pod %s left out of this sample: %s", pod.display, exc)
             self._pool.forget(pod.netns_path)
             return None
         self._namespace_reads += 1

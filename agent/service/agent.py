@@ -165,16 +165,16 @@ class Agent:
             if work is None:
                 continue
             for pod in work.removed:
-                self._guarded(pod.key, lambda p=pod: self.reconciler.forget(p))
+                self._guarded(pod.display, lambda p=pod: self.reconciler.forget(p))
             done = set()
             for pod, seen in work.pods:
-                self._guarded(pod.key, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
+                self._guarded(pod.display, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
                 done.add(pod.sandbox_id)
             if work.full:
                 pods = self.registry.pods()
                 for pod in pods:
                     if pod.sandbox_id not in done:
-                        self._guarded(pod.key, lambda p=pod: self.reconciler.reconcile(p))
+                        self._guarded(pod.display, lambda p=pod: self.reconciler.reconcile(p))
                 if self.node_lock.held and self.discovery.listing_is_complete():
                     # An ifb of a pod that is merely unknown while the runtime is down is no orphan.
                     self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))

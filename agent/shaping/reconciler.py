@@ -20,6 +20,7 @@ from agent.model.health import HealthRecorder
 from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
+from agent.model.problems import ProblemLog, cause_key
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes, without_limit_floor
 from agent.model.tbf_params import TbfParams
@@ -52,9 +53,8 @@ class Reconciler:
         self._host: NetnsTc | None = None
         self._pod_tc: dict[str, NetnsTc] = {}
         self._devices: dict[str, PodDevices] = {}
-        self._reported: dict[str, set[str]] = {}
-        """sandbox id -> the problems its last reconcile found (already logged and counted)."""
-        self._problems_now: set[str] = set()
+        self._problems = ProblemLog()
+        """Per sandbox id, the problems its last reconcile found (already logged and counted)."""
         self._seen_at: dict[str, float] = {}
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
@@ -74,7 +74,7 @@ class Reconciler:
     def reconcile(self, pod: Pod, seen_at_monotonic_s: float | None = None) -> PodShapingStatus:
         if seen_at_monotonic_s is not None and pod.sandbox_id not in self._statuses:
             self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
-        self._problems_now = set()
+        self._problems.begin(pod.sandbox_id)
         annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
         desired = desired_shaping(annotations)
         want_egress = desired[Direction.EGRESS]
@@ -84,7 +84,9 @@ class Reconciler:
             desired[Direction.EGRESS] = replace(want_egress, params=without_limit_floor(want_egress.params))
         for want in desired.values():
             if want.state is ShapingState.INVALID:
-                self._report_once(pod, f"invalid:{want.error_key}:{want.error}", lambda w=want: self._log_invalid(pod, w))
+                # Keyed by the whole value: the error text shows only the first 40 characters.
+                problem = f"invalid:{want.error_key}:{annotations.get(want.error_key)}:{want.error}"
+                self._report_once(pod, problem, lambda w=want: self._log_invalid(pod, w))
         try:
             status = self._apply(pod, desired)
         except ObserveOnly:
@@ -94,12 +96,12 @@ class Reconciler:
             self._drop_pod_tc(pod.sandbox_id)
         except TcError as err:
             status = self._error_status(pod, desired, str(err))
-            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.key, err))
+            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.display, err))
             self._drop_pod_tc(pod.sandbox_id)
         # Opening a pod's netlink handle costs ~1 ms; keeping 250 of them costs ~16 MB and
         # 1,250 file descriptors. Reconciles are rare (events, resyncs): open per reconcile.
         self._close_pod_tc(pod.sandbox_id)
-        self._reported[pod.sandbox_id] = self._problems_now
+        self._problems.end(pod.sandbox_id)
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
         return status
@@ -126,10 +128,10 @@ class Reconciler:
         except ObserveOnly:
             pass
         except TcError as err:
-            log.error("pod %s: cleanup after removal failed: %s", pod.key, err)
+            log.error("pod %s: cleanup after removal failed: %s", pod.display, err)
             self._health.shaping_operation("remove", "error")
         self._drop_pod_tc(pod.sandbox_id)
-        self._reported.pop(pod.sandbox_id, None)
+        self._problems.forget(pod.sandbox_id)
         self._seen_at.pop(pod.sandbox_id, None)
         if pod.sandbox_id in self._statuses:
             statuses = dict(self._statuses)
@@ -142,7 +144,7 @@ class Reconciler:
         try:
             self._apply(pod, unlimited)
         except TcError as err:
-            log.error("pod %s: removing limits failed: %s", pod.key, err)
+            log.error("pod %s: removing limits failed: %s", pod.display, err)
         self.forget(pod)
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
@@ -227,13 +229,13 @@ class Reconciler:
         if want.params is None:
             if owner is Owner.PODBW and root is not None:
                 self._op("remove", lambda: tc.delete_root(index, root.handle, device))
-                log.info("pod %s: %s limit removed from %s", pod.key, want.direction.value, device)
+                log.info("pod %s: %s limit removed from %s", pod.display, want.direction.value, device)
             state = want.state
             return DirectionStatus(state, None, "", in_pod, want.error)
         if owner is Owner.FOREIGN and not self._settings.take_over_foreign:
             assert root is not None
             reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
-            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.key, want.direction.value, reason))
+            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.display, want.direction.value, reason))
             return DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
         if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
             return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
@@ -246,7 +248,7 @@ class Reconciler:
         else:
             self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
         log.info(
-            "pod %s: %s limit %s on %s (%s)", pod.key, want.direction.value, describe(want.params), device, op
+            "pod %s: %s limit %s on %s (%s)", pod.display, want.direction.value, describe(want.params), device, op
         )
         return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
 
@@ -278,7 +280,7 @@ class Reconciler:
             raise
         except TcError as err:
             # The limit itself is in place; only the GSO cap (a goodput aid) is missing.
-            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning("pod %s: %s", pod.key, e))
+            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning("pod %s: %s", pod.display, e))
 
     def _ensure_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices, want: DesiredDirection) -> DirectionStatus:
         if want.params is None:
@@ -290,7 +292,7 @@ class Reconciler:
         if (ingress is not None and ingress.kind != "ingress") or foreign:
             if not self._settings.take_over_foreign:
                 reason = f"ingress qdisc on {devices.host_ifname} has filters that are not podbw's"
-                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.key, reason))
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
                 return DirectionStatus(ShapingState.FOREIGN, want.params, "", False, reason)
             self._op("takeover", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
             ingress, filters = None, []
@@ -302,13 +304,13 @@ class Reconciler:
         else:
             if ifb.alias not in ("", owner):
                 reason = f"ifb {name} carries another agent's alias {quote_value(ifb.alias)}"
-                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.key, reason))
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
                 return DirectionStatus(ShapingState.FOREIGN, want.params, name, False, reason)
             if not ifb.admin_up or ifb.alias != owner:
                 # Set down by someone, or left half-made by an agent killed between creating it
                 # and setting it up: while down, it swallows all of the pod's egress.
                 self._op("update", lambda: host.set_up(ifb.index, name, owner))
-                log.warning("pod %s: egress ifb %s was %s; set up", pod.key, name, "down" if not ifb.admin_up else "without owner")
+                log.warning("pod %s: egress ifb %s was %s; set up", pod.display, name, "down" if not ifb.admin_up else "without owner")
             index = ifb.index
         ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]
         if not (len(ours) == 1 and ours[0].redirect_ifindex == index):
@@ -327,7 +329,7 @@ class Reconciler:
         ifb = host.link_by_name(name)
         if ifb is not None:
             self._op("remove", lambda: host.delete_link(ifb.index, name))
-            log.info("pod %s: egress ifb %s removed", pod.key, name)
+            log.info("pod %s: egress ifb %s removed", pod.display, name)
 
     # ---- helpers --------------------------------------------------------------------------
     def _op(self, op: str, fn):
@@ -449,12 +451,10 @@ class Reconciler:
 
     def _report_once(self, pod: Pod, problem: str, report: Callable[[], None]) -> None:
         """Log and count a problem when it appears, not again on every resync while it lasts."""
-        self._problems_now.add(problem)
-        if problem not in self._reported.get(pod.sandbox_id, ()):
-            report()
+        self._problems.report(pod.sandbox_id, cause_key(problem), report)
 
     def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
-        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.key, want.error_key, want.direction.value, want.error)
+        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.display, want.error_key, want.direction.value, want.error)
         self._health.annotation_error(want.error_key)
 
 

@@ -298,3 +298,40 @@ def test_a_second_agent_for_the_same_runtime_waits_and_writes_nothing(lab_factor
     wait_for(lambda: rate_of(ifb_name(web.sandbox_id)) == 20_000_000 // 8, 5.0, what="the second agent taking over")
     wait_for(lambda: second.get("/readyz")[0] == 200, 5.0, what="ready once it holds the lock")
     assert rate_of("eth0", web.netns_path) is None, "mode ifb leaves nothing in the pod"
+
+
+def test_two_invalid_values_alike_in_their_first_40_characters_are_both_reported(lab_factory, agent_factory, tmp_path) -> None:
+    lab: LabNode = lab_factory()
+    lab.up([PodSpec("web", "shop")], pod_events=False)
+    overrides = tmp_path / "annotations.yaml"
+    first, second = "a" * 45 + "1", "a" * 45 + "2"  # the same error text, cut at 40 characters
+    overrides.write_text(f"shop/web: {{kubernetes.io/ingress-bandwidth: '{first}'}}\n")
+    agent = agent_factory(lab, ["--annotations-file", str(overrides)])
+    key = {"key": "kubernetes.io/ingress-bandwidth"}
+    agent.wait_for_sample("podbw_annotation_errors_total", 5.0, predicate=lambda v: v == 1, **key)
+    overrides.write_text(f"shop/web: {{kubernetes.io/ingress-bandwidth: '{second}'}}\n")
+    agent.wait_for_sample("podbw_annotation_errors_total", 5.0, predicate=lambda v: v == 2, **key)
+    assert agent.log_text().count("annotation kubernetes.io/ingress-bandwidth invalid") == 2
+
+
+def test_two_sandboxes_on_one_namespace_do_not_flip_its_limit(lab_factory, agent_factory) -> None:
+    lab: LabNode = lab_factory()
+    (web,) = lab.up([PodSpec("web", "shop", LIMITS)], pod_events=False)
+
+    def twin(state) -> None:
+        record = {**web.to_dict(), "sandbox_id": "e" * 64, "uid": "twin-uid", "name": "twin\nERROR forged"}
+        record["annotations"] = {"kubernetes.io/ingress-bandwidth": "30M"}
+        record["created_at_ns"] = web.created_at_ns + 1  # younger: web keeps the namespace
+        state.pods.append(LabPod(**record))
+
+    with runtime_says(lab, twin):
+        agent = agent_factory(lab, ["--resync-interval", "1"])
+        wait_for(lambda: rate_of(web.host_veth) == 10_000_000 // 8, 10.0, what="web's limit")
+        for _ in range(6):  # across several resyncs: never the twin's 30M
+            assert rate_of(web.host_veth) == 10_000_000 // 8
+            wait_for(lambda: True, 0.5)
+        pods = {dict(labels)["pod"] for (name, labels) in agent.scrape() if name == "podbw_pod_info"}
+        assert pods == {"web"}
+        log = agent.log_text()
+        assert "shares its network namespace" in log and "'shop/twin\\nERROR forged'" in log
+        assert not any(line.startswith("ERROR forged") for line in log.splitlines()), "a pod name forged a log line"
