@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("agent.discovery").setLevel(logging.CRITICAL)
     registry = PodRegistry()
     settings = DiscoverySettings(
-        cri_endpoint=cri_endpoint(args.cri_endpoint), netns_dir=args.netns_dir, cri_timeout_s=float(args.cri_timeout)
+        cri_endpoint=cri_endpoint(args.cri_endpoint),
+        netns_dir=args.netns_dir,
+        cri_timeout_s=float(args.cri_timeout),
+        netns_fallback=True,  # a viewer: showing the pins without CRI changes nothing
     )
     discovery = Discovery(registry, settings, HealthRecorder())
     discovery.resync()

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_flag(parser, "--web.tls-client-ca-file", None, "CA that client certificates must chain to")
     add_flag(parser, "--sample-interval", 1.0, "statistics sampling period in seconds", type=float)
     add_flag(parser, "--peak-window", 60.0, "trailing window of the peak throughput gauge in seconds", type=float)
+    add_flag(parser, "--max-interfaces-per-pod", 8, "interfaces exported per pod; the rest are counted, not exported", type=int)
     add_flag(parser, "--cleanup-on-exit", False, "remove podbw's qdiscs when the agent stops", action="store_true")
     parser.set_defaults(func=run)
 
@@ -60,6 +61,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         tls_client_ca_file=getattr(args, "web.tls_client_ca_file"),
         sample_interval_s=float(args.sample_interval),
         peak_window_s=float(args.peak_window),
+        max_interfaces_per_pod=int(args.max_interfaces_per_pod),
         cleanup_on_exit=bool(args.cleanup_on_exit),
     )
 

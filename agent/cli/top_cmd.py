@@ -52,6 +52,7 @@ def open_source(args: argparse.Namespace) -> tuple[RowSource, list[PodRow]]:
             cri_endpoint=cri_endpoint(args.cri_endpoint),
             netns_dir=args.netns_dir,
             cri_timeout_s=float(args.cri_timeout),
+            netns_fallback=True,  # observe-only: showing the pins without CRI changes nothing
         ),
         egress_mode=args.egress_mode,
         annotations_file=args.annotations_file,

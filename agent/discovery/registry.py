@@ -101,4 +101,4 @@ class PodRegistry:
                 try:
                     subscriber(event)
                 except Exception:  # a faulty subscriber must not stop discovery
-                    log.exception("pod subscriber failed on %s %s", event.kind, event.pod.key)
+                    log.exception("pod subscriber failed on %s %s", event.kind, event.pod.display)

@@ -74,6 +74,7 @@ class PodbwCollector(Collector):
         *,
         version: str,
         interval_s: float = 1.0,
+        max_interfaces: int = 8,
     ) -> None:
         self._snapshot = snapshot
         self._health = health
@@ -81,6 +82,7 @@ class PodbwCollector(Collector):
         self._version = version
         self._interval_s = interval_s
         """The configured sample interval, for HELP texts until a Snapshot exists."""
+        self._max_interfaces = max_interfaces
 
     def describe(self) -> Iterable:
         # Families without samples: the registry only needs the names, and registering must
@@ -111,10 +113,11 @@ class PodbwCollector(Collector):
         sampled = f"sampled every {every}"
         samples = snapshot.pods if snapshot is not None else ()
 
+        capped = f"at most {self._max_interfaces} interfaces per pod"
         for part, attr, what in _LINK_COUNTERS:
             family = CounterMetricFamily(
                 f"podbw_network_{part}_total",
-                f"{what} by the pod's interface, as seen inside the pod ({sampled}).",
+                f"{what} by the pod's interface, as seen inside the pod ({capped}; {sampled}).",
                 labels=LINK_LABELS,
             )
             for sample in samples:
@@ -122,6 +125,16 @@ class PodbwCollector(Collector):
                 for link in sample.links:
                     family.add_metric((pod.namespace, pod.name, link.name), getattr(link, attr))
             yield family
+        omitted = GaugeMetricFamily(
+            "podbw_network_interfaces_omitted",
+            f"Interfaces of the pod left out of podbw_network_* because it has more than "
+            f"{self._max_interfaces} (--max-interfaces-per-pod); only pods with some ({sampled}).",
+            labels=POD_LABELS,
+        )
+        for sample in samples:
+            if sample.links_omitted:
+                omitted.add_metric((sample.pod.namespace, sample.pod.name), sample.links_omitted)
+        yield omitted
         for part, attr, what, family_type in _QDISC_FAMILIES:
             family = family_type(
                 f"podbw_qdisc_{part}",
@@ -220,7 +233,17 @@ class PodbwCollector(Collector):
             labels=("source",),
         )
         pods_family = GaugeMetricFamily("podbw_pods", f"Number of pods podbw samples ({sampled}).")
+        unowned = GaugeMetricFamily(
+            "podbw_unowned_ifbs",
+            "ifb devices named as podbw names its own (podbw + 10 hex digits) that carry no owner "
+            "alias and belong to no known pod: left in place, check and delete them.",
+        )
         build = InfoMetricFamily("podbw_build", "podbw build, value 1.")
+        lock = GaugeMetricFamily(
+            "podbw_node_lock_held",
+            "1 when this agent holds the node lock and shapes; 0 while another agent of the same "
+            "runtime holds it (this one then only observes and is not ready).",
+        )
         if health is not None:
             for key, count in sorted(health.annotation_errors.items()):
                 errors.add_metric((key,), count)
@@ -229,9 +252,11 @@ class PodbwCollector(Collector):
             for source, up in sorted(health.discovery_up.items()):
                 discovery.add_metric((source,), 1.0 if up else 0.0)
             build.add_metric((), {"version": self._version})
+            unowned.add_metric((), health.unowned_ifbs)
+            lock.add_metric((), 1.0 if health.node_lock_held else 0.0)
         if pods is not None:
             pods_family.add_metric((), pods)
-        yield from (errors, operations, discovery, pods_family, build)
+        yield from (errors, operations, discovery, pods_family, unowned, lock, build)
 
 
 def _histogram(name: str, documentation: str, data: HistogramData | None) -> Metric:

@@ -143,41 +143,42 @@ class _PeakWindow:
         return entries[0][1] if entries else 0.0
 
 
+DEFAULT_MAX_INTERFACES = 8
+"""Interfaces exported per pod: eth0 and a few secondary networks, never thousands."""
+
 RECEIVED_MEANWHILE_MAX_PACKETS = 64
 """A pod's dump comes a few milliseconds after the host's: what its peer sent it meanwhile
 (floods) may be in the pod's receive counters and not yet in the peer's transmit ones."""
 
 
-def _host_peers(own: Sequence[LinkStats], host: _Namespace) -> tuple[LinkStats, ...] | None:
-    """The host-side peer of each of the pod's interfaces, or None unless every one of them is
-    a veth whose peer is in the host and mirrors it right now.
+def _host_peers(own: Sequence[LinkStats], host: _Namespace, status: PodShapingStatus) -> tuple[LinkStats, ...] | None:
+    """The host-side peer of the pod's one interface, or None unless that interface is the veth
+    the reconciler proved from the host side (status) and its peer mirrors it right now.
 
-    An ifindex is only unique within a namespace, so the pair is confirmed both ways (each names
-    the other as its peer) and by the counters: the peer's receive is the pod's transmit,
-    exactly, and its transmit the pod's receive, allowing for what arrived between the two
-    dumps. A pod that sent something meanwhile fails the check and is read in full next pass.
-    A pod with no interface yet (the runtime pins the namespace before CNI adds eth0) is read
-    every pass, so eth0 shows up at once."""
-    if not own:
+    What the pod's namespace says of its peers is the pod's to forge, so only the pair the host
+    vouches for is mirrored; a pod with more interfaces is read in full. The counters confirm the
+    pair too: the peer's receive is the pod's transmit, exactly, and its transmit the pod's
+    receive, allowing for what arrived between the two dumps. A pod that sent something meanwhile
+    fails the check and is read in full next pass. A pod with no interface yet (the runtime pins
+    the namespace before CNI adds eth0) is read every pass, so eth0 shows up at once."""
+    if len(own) != 1 or not status.host_ifindex:
         return None
-    peers = []
-    by_ifindex = host.link_by_ifindex
-    for link in own:
-        if link.kind != "veth" or link.link_netnsid < 0:
-            return None
-        peer = by_ifindex.get(link.link_ifindex)
-        if (
-            peer is None
-            or peer.link_ifindex != link.ifindex
-            or peer.kind != "veth"
-            or peer.rx_bytes != link.tx_bytes
-            or peer.rx_packets != link.tx_packets
-            or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
-            or link.rx_bytes < peer.tx_bytes
-        ):
-            return None
-        peers.append(peer)
-    return tuple(peers)
+    (link,) = own
+    peer = host.link_by_ifindex.get(status.host_ifindex)
+    if (
+        peer is None
+        or link.ifindex != status.pod_ifindex
+        or link.kind != "veth"
+        or peer.kind != "veth"
+        or peer.name != status.host_interface
+        or peer.link_ifindex != link.ifindex
+        or peer.rx_bytes != link.tx_bytes
+        or peer.rx_packets != link.tx_packets
+        or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
+        or link.rx_bytes < peer.tx_bytes
+    ):
+        return None
+    return (peer,)
 
 
 class _PodCounters:
@@ -213,6 +214,12 @@ class _PodCounters:
         self.pod_devices: tuple[str | None, str | None] = (None, None)
         """The pod's device of the ingress and the egress limit (None: on the host, or none)."""
         self.full_read_due_s = 0.0
+
+
+def _first_interfaces(own: tuple[LinkStats, ...], status: PodShapingStatus, count: int) -> tuple[LinkStats, ...]:
+    """The `count` interfaces of a pod that has more to export: its veth to the host first, then
+    by ifindex (a pod can make thousands; each would add eight series)."""
+    return tuple(sorted(own, key=lambda link: (link.ifindex != status.pod_ifindex, link.ifindex))[:count])
 
 
 def _without_loopback(links: Sequence[LinkStats]) -> tuple[LinkStats, ...]:
@@ -293,6 +300,7 @@ class Sampler:
         interval_s: float = 1.0,
         peak_window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        max_interfaces: int = DEFAULT_MAX_INTERFACES,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"sample interval must be positive, got {interval_s} s")
@@ -304,6 +312,8 @@ class Sampler:
         self._health = health
         self.interval_s = interval_s
         self.peak_window_s = peak_window_s
+        self.max_interfaces = max_interfaces
+        """Interfaces exported per pod; the rest are counted in PodSample.links_omitted."""
         self._clock = clock
         self._counters: dict[str, _PodCounters] = {}
         self._latest: Snapshot | None = None
@@ -434,7 +444,7 @@ class Sampler:
             else:
                 links, qdiscs = _links_and_qdiscs(sock)
         except _NAMESPACE_ERRORS as exc:
-            log.debug("pod %s left out of this sample: %s", pod.key, exc)
+            log.debug("pod %s left out of this sample: %s", pod.display, exc)
             self._pool.forget(pod.netns_path)
             return None
         self._namespace_reads += 1
@@ -460,7 +470,7 @@ class Sampler:
         # (counters.own: the interfaces last published; none before the first read.)
         same_interfaces = [link.ifindex for link in counters.own] == [link.ifindex for link in own]
         counters.status = status
-        counters.host_peers = _host_peers(own, host)
+        counters.host_peers = _host_peers(own, host, status)
         counters.host_devices = (host_devices.get(_INGRESS), host_devices.get(_EGRESS))
         counters.pod_devices = (pod_devices.get(_INGRESS), pod_devices.get(_EGRESS))
         counters.full_read_due_s = at_s + FULL_READ_MAX_AGE_S * random.uniform(0.5, 1.0)
@@ -587,9 +597,10 @@ class Sampler:
         ):
             return previous
         counters.ingress, counters.egress, counters.own = ingress, egress, own
+        exported = own if len(own) <= self.max_interfaces else _first_interfaces(own, status, self.max_interfaces)
         # (tuple.__new__ skips PodSample's generated __new__, for hundreds of pods a pass.)
         sample = counters.sample = tuple.__new__(
-            PodSample, (pod, status, own, {_INGRESS: ingress, _EGRESS: egress})
+            PodSample, (pod, status, exported, {_INGRESS: ingress, _EGRESS: egress}, len(own) - len(exported))
         )
         return sample
 

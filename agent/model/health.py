@@ -54,6 +54,10 @@ class HealthData:
     discovery_up: dict[str, bool]
     """Keyed by source ("cri", "netns")."""
     last_sample_monotonic_s: float | None
+    node_lock_held: bool = True
+    """False while another agent of the same runtime holds the node lock (this one only observes)."""
+    unowned_ifbs: int = 0
+    """ifbs named as podbw names them but carrying no owner alias, found by the last orphan scan."""
 
 
 class HealthRecorder:
@@ -65,6 +69,8 @@ class HealthRecorder:
         self._shaping_operations: Counter[tuple[str, str]] = Counter()
         self._discovery_up: dict[str, bool] = {}
         self._last_sample_monotonic_s: float | None = None
+        self._unowned_ifbs = 0
+        self._node_lock_held = True
 
     def sample_done(self, duration_s: float, at_monotonic_s: float) -> None:
         with self._lock:
@@ -87,6 +93,14 @@ class HealthRecorder:
         with self._lock:
             self._discovery_up[source] = up
 
+    def set_node_lock_held(self, held: bool) -> None:
+        with self._lock:
+            self._node_lock_held = held
+
+    def set_unowned_ifbs(self, count: int) -> None:
+        with self._lock:
+            self._unowned_ifbs = count
+
     def data(self) -> HealthData:
         with self._lock:
             return HealthData(
@@ -96,4 +110,6 @@ class HealthRecorder:
                 shaping_operations=dict(self._shaping_operations),
                 discovery_up=dict(self._discovery_up),
                 last_sample_monotonic_s=self._last_sample_monotonic_s,
+                node_lock_held=self._node_lock_held,
+                unowned_ifbs=self._unowned_ifbs,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from agent.model.handles import PODBW_ROOT_HANDLE
@@ -29,6 +30,10 @@ def classify_root(kind: str | None, handle: int) -> Owner:
     return Owner.FOREIGN
 
 
+IFB_NAME_RE = re.compile(r"podbw[0-9a-f]{10}")
+"""What ifb_name() makes."""
+
+
 def ifb_name(sandbox_id: str) -> str:
     """podbw's ifb for a pod: `podbw` + 10 hex digits (15 chars, the kernel's IFNAMSIZ - 1)."""
     import hashlib
@@ -47,5 +52,3 @@ def ifb_owner(cri_endpoint: str | None, netns_dir: str) -> str:
     owner = f"podbw cri={cri_endpoint or 'none'} netns={netns_dir}"
     return owner.encode()[:IFALIAS_MAX_BYTES].decode("utf-8", "ignore")
 
-
-IFB_PREFIX = "podbw"

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
+
+from agent.model.valuetext import quote_value
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}(/[A-Za-z0-9][A-Za-z0-9._-]{0,252})?")
+"""namespace/name as Kubernetes allows them (DNS labels and subdomains)."""
+
+
+
+def display_key(key: str) -> str:
+    """A pod's namespace/name for log lines: as it is when it is a plain Kubernetes name, else
+    quoted and escaped, since the runtime's word is all there is for it (a newline in it must
+    not forge a log line)."""
+    return key if _PLAIN_KEY.fullmatch(key) else quote_value(key)
+
 
 SOURCE_CRI = "cri"
 SOURCE_NETNS = "netns"
@@ -36,6 +51,11 @@ class Pod:
     def key(self) -> str:
         """namespace/name, the key of the annotations file and of log lines."""
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def display(self) -> str:
+        """key, escaped for log lines (display_key)."""
+        return display_key(self.key)
 
     def __hash__(self) -> int:
         return hash(self.sandbox_id)

@@ -68,8 +68,10 @@ class PodSample(NamedTuple):
     pod: Pod
     shaping: PodShapingStatus
     links: tuple[LinkStats, ...]
-    """The pod's interfaces (loopback excluded) from inside its namespace."""
+    """The pod's interfaces (loopback excluded) from inside its namespace, as many as are exported."""
     directions: Mapping[Direction, DirectionSample] = MappingProxyType({})
+    links_omitted: int = 0
+    """Interfaces beyond the per-pod cap, left out of `links` (throughput still counts them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,3 +29,5 @@ class PodShapingStatus:
     pod_ifindex: int = 0
     """ifindex of eth0 inside the pod's namespace (0 until found)."""
     directions: dict[Direction, DirectionStatus] = field(default_factory=dict)
+    host_ifindex: int = 0
+    """ifindex of host_interface in the host's namespace (0 until found), proven from the host side."""

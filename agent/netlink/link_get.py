@@ -18,12 +18,16 @@ RTM_GETLINK = 18
 IFLA_IFNAME = 3
 IFLA_LINK = 5
 IFLA_LINKINFO = 18
+IFLA_OPERSTATE = 16
 IFLA_IFALIAS = 20
 IFLA_INFO_KIND = 1
 IFLA_EXT_MASK = 29
 IFLA_LINK_NETNSID = 37
 IFLA_GSO_MAX_SIZE = 41
 RTEXT_FILTER_SKIP_STATS = 1 << 3
+IFF_UP = 0x1
+IF_OPER_UNKNOWN = 0
+IF_OPER_UP = 6
 
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _U32 = struct.Struct("=I")
@@ -43,6 +47,10 @@ class RawLink:
     """IFLA_GSO_MAX_SIZE; 0 when absent."""
     alias: str = ""
     """IFLA_IFALIAS (`ip link set DEV alias TEXT`); "" when absent."""
+    admin_up: bool = False
+    """IFF_UP: set up by someone (`ip link set DEV up`)."""
+    oper_state: int = IF_OPER_UNKNOWN
+    """IFLA_OPERSTATE (RFC 2863: 6 up, 2 down; an ifb that is up says 0, unknown)."""
 
 
 def get_link(sock: socket.socket, index: int = 0, name: str = "") -> RawLink | None:
@@ -56,9 +64,10 @@ def get_link(sock: socket.socket, index: int = 0, name: str = "") -> RawLink | N
 
 
 def parse_link(data: bytes, start: int, end: int) -> RawLink:
-    index = _IFINFOMSG.unpack_from(data, start)[2]
+    _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, start)
     name = kind = alias = ""
     link_index = gso_max_size = 0
+    oper_state = IF_OPER_UNKNOWN
     link_netnsid = -1
     for attr_type, value, value_end in attributes(data, start + _IFINFOMSG.size, end):
         if attr_type == IFLA_IFNAME:
@@ -73,7 +82,9 @@ def parse_link(data: bytes, start: int, end: int) -> RawLink:
             kind = _info_kind(data, value, value_end)
         elif attr_type == IFLA_IFALIAS:
             alias = cstr(data, value, value_end)
-    return RawLink(index, name, kind, link_index, link_netnsid, gso_max_size, alias)
+        elif attr_type == IFLA_OPERSTATE and value_end - value >= 1:
+            oper_state = data[value]
+    return RawLink(index, name, kind, link_index, link_netnsid, gso_max_size, alias, bool(flags & IFF_UP), oper_state)
 
 
 def _info_kind(data: bytes, pos: int, end: int) -> str:

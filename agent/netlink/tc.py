@@ -20,6 +20,7 @@ from agent.model.handles import INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT
 from agent.model.tbf_params import TbfParams
 from agent.netlink.link_get import get_link
 from agent.netlink.netns import NetnsGone, open_netlink_socket
+from agent.netlink.nsid_get import get_nsid
 from agent.netlink.qdisc_get import QdiscGetError, get_qdisc
 
 RAW_TIMEOUT_S = 5.0
@@ -49,6 +50,10 @@ class LinkInfo:
     """IFLA_GSO_MAX_SIZE: the largest GSO packet the stack builds for this device; 0 when absent."""
     alias: str = ""
     """IFLA_IFALIAS; "" when absent."""
+    admin_up: bool = False
+    """IFF_UP: the device was set up."""
+    oper_state: int = 0
+    """IFLA_OPERSTATE (RFC 2863: 6 up, 2 down, 0 unknown, which an ifb that is up reports)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +191,18 @@ class NetnsTc:
             raise TcError(f"{self._where}: {what}: {err}") from err
         if raw is None:
             return None
-        return LinkInfo(raw.index, raw.name, raw.kind, raw.link_index, raw.link_netnsid, raw.gso_max_size, raw.alias)
+        return LinkInfo(
+            raw.index, raw.name, raw.kind, raw.link_index, raw.link_netnsid, raw.gso_max_size, raw.alias, raw.admin_up, raw.oper_state
+        )
+
+    def nsid_of(self, netns_path: str) -> int | None:
+        """The id this namespace gives the namespace pinned at netns_path (None: none yet)."""
+        try:
+            return get_nsid(self._raw, netns_path)
+        except FileNotFoundError as err:
+            raise DeviceGone(f"{self._where}: netns {netns_path} is gone") from err
+        except OSError as err:
+            raise TcError(f"{self._where}: get nsid of {netns_path}: {err}") from err
 
     def add_ifb(self, name: str, alias: str = "") -> int:
         """Create ifb `name`, up, with `alias` as its ifalias (the kernel ignores one given
@@ -195,9 +211,13 @@ class NetnsTc:
         link = self.link_by_name(name)
         if link is None:
             raise DeviceGone(f"{self._where}: ifb {name} vanished after creation")
-        extra = {"ifalias": alias} if alias else {}
-        self._call(f"set {name} up", self._ipr.link, "set", index=link.index, state="up", **extra)
+        self.set_up(link.index, name, alias)
         return link.index
+
+    def set_up(self, index: int, name: str, alias: str = "") -> None:
+        """Set the device up (and give it `alias`, when one is given)."""
+        extra = {"ifalias": alias} if alias else {}
+        self._call(f"set {name} up", self._ipr.link, "set", index=index, state="up", **extra)
 
     def set_gso_max_size(self, index: int, size: int, device: str) -> None:
         self._call(f"set gso_max_size {size} on {device}", self._ipr.link, "set", index=index, gso_max_size=size)

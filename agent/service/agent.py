@@ -18,6 +18,7 @@ from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
 from agent.netlink.stats_socket import StatsSocketPool
 from agent.service.http import MetricsServer
+from agent.service.node_lock import NodeLock
 from agent.service.settings import AgentSettings
 from agent.service.work_queue import WorkQueue
 from agent.shaping.reconciler import Reconciler
@@ -45,6 +46,8 @@ class Agent:
             overrides=self.overrides.current if self.overrides else (lambda: {}),
         )
         self.discovery = Discovery(self.registry, settings.discovery, self.health)
+        # The ifb owner names exactly what this agent shapes: one runtime and its netns directory.
+        self.node_lock = NodeLock(settings.shaping.ifb_owner)
         self.pool = StatsSocketPool()
         self.sampler = Sampler(
             pods=self.registry.pods,
@@ -53,6 +56,7 @@ class Agent:
             health=self.health,
             interval_s=settings.sample_interval_s,
             peak_window_s=settings.peak_window_s,
+            max_interfaces=settings.max_interfaces_per_pod,
         )
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry.register(
@@ -62,13 +66,14 @@ class Agent:
                 pods_count=lambda: len(self.registry),
                 version=__version__,
                 interval_s=settings.sample_interval_s,
+                max_interfaces=settings.max_interfaces_per_pod,
             )
         )
         self.http = MetricsServer(
             settings.listen_address,
             self.metrics_registry,
             healthy=self._healthy,
-            ready=self.discovery.ready,
+            ready=self._ready,
             certfile=settings.tls_cert_file,
             keyfile=settings.tls_key_file,
             client_cafile=settings.tls_client_ca_file,
@@ -80,12 +85,22 @@ class Agent:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        if not self._take_node_lock():
+            holder = self.node_lock.holder_pid()
+            log.warning(
+                "another podbw agent%s already shapes the pods of %s; this one changes nothing and "
+                "waits for it to stop",
+                f" (pid {holder})" if holder else "",
+                self.node_lock.scope,
+            )
         self.registry.subscribe(self._on_pod_event)
         if self.overrides is not None:
             self.overrides.start()
         self._worker.start()
         self.scheduler.start()
         self.discovery.start(self.scheduler, on_resync=self.queue.reconcile_all)
+        # A full pass now, not in one resync interval: ifbs orphaned while no agent ran go at once.
+        self.queue.reconcile_all()
         self.sampler.start(self.scheduler)
         self.http.start()
         log.info(
@@ -112,11 +127,12 @@ class Agent:
         # Netlink handles belong to the worker thread that made them: drop them, and let the
         # optional cleanup open fresh ones on this thread.
         self.reconciler.close()
-        if self.settings.cleanup_on_exit:
+        if self.settings.cleanup_on_exit and self.node_lock.held:
             for pod in self.registry.pods():
                 self.reconciler.remove_limits(pod)
             self.reconciler.close()
         self.pool.close_all()
+        self.node_lock.release()
 
     # ---- reconcile worker -----------------------------------------------------------------
     def _on_pod_event(self, event: PodEvent) -> None:
@@ -134,23 +150,34 @@ class Agent:
             # the garbage collector to close at exit ("Exception ignored in __del__" at SIGTERM).
             self.reconciler.close()
 
+    def _take_node_lock(self) -> bool:
+        held = self.node_lock.try_acquire()
+        self.reconciler.allow_writes(held)
+        self.health.set_node_lock_held(held)
+        return held
+
     def _work_until_stopped(self) -> None:
         while not self._stopped.is_set():
+            if not self.node_lock.held and self._take_node_lock():
+                log.info("node lock taken: the other agent stopped; shaping from now on")
+                self.queue.reconcile_all()
             work = self.queue.take(timeout_s=1.0)
             if work is None:
                 continue
             for pod in work.removed:
-                self._guarded(pod.key, lambda p=pod: self.reconciler.forget(p))
+                self._guarded(pod.display, lambda p=pod: self.reconciler.forget(p))
             done = set()
             for pod, seen in work.pods:
-                self._guarded(pod.key, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
+                self._guarded(pod.display, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
                 done.add(pod.sandbox_id)
             if work.full:
                 pods = self.registry.pods()
                 for pod in pods:
                     if pod.sandbox_id not in done:
-                        self._guarded(pod.key, lambda p=pod: self.reconciler.reconcile(p))
-                self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
+                        self._guarded(pod.display, lambda p=pod: self.reconciler.reconcile(p))
+                if self.node_lock.held and self.discovery.listing_is_complete():
+                    # An ifb of a pod that is merely unknown while the runtime is down is no orphan.
+                    self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
 
     @staticmethod
     def _guarded(what: str, fn) -> None:
@@ -158,6 +185,11 @@ class Agent:
             fn()
         except Exception:  # one bad pod must never stop shaping for the others
             log.exception("reconcile %s failed", what)
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self.node_lock.held:
+            return False, f"standby: another podbw agent shapes the pods of {self.node_lock.scope}"
+        return self.discovery.ready()
 
     def _healthy(self) -> tuple[bool, str]:
         last = self.health.data().last_sample_monotonic_s

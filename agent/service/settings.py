@@ -23,5 +23,7 @@ class AgentSettings:
     """Statistics sampling period; throughput is the mean over one interval."""
     peak_window_s: float = 60.0
     """Trailing window of podbw_throughput_peak_bytes_per_second."""
+    max_interfaces_per_pod: int = 8
+    """Interfaces exported per pod (eight series each); the rest are counted, not exported."""
     cleanup_on_exit: bool = False
     """Remove podbw's qdiscs on shutdown (default: limits stay while the agent is away)."""

@@ -18,15 +18,17 @@ from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
 from agent.model.health import HealthRecorder
 from agent.model.overrides import merge_annotations
-from agent.model.ownership import IFB_PREFIX, Owner, classify_root, ifb_name
+from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
+from agent.model.problems import ProblemLog, cause_key
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes, without_limit_floor
 from agent.model.tbf_params import TbfParams
+from agent.model.valuetext import quote_value
 from agent.netlink.errors import NetlinkError
 from agent.netlink.stats_socket import StatsSocket
 from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
-from agent.shaping.devices import PodDevices, find_pod_devices
+from agent.shaping.devices import PodDevices, find_pod_devices, leads_into
 from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
 log = logging.getLogger(__name__)
@@ -51,21 +53,28 @@ class Reconciler:
         self._host: NetnsTc | None = None
         self._pod_tc: dict[str, NetnsTc] = {}
         self._devices: dict[str, PodDevices] = {}
-        self._reported: dict[str, set[str]] = {}
-        """sandbox id -> the problems its last reconcile found (already logged and counted)."""
-        self._problems_now: set[str] = set()
+        self._problems = ProblemLog()
+        """Per sandbox id, the problems its last reconcile found (already logged and counted)."""
         self._seen_at: dict[str, float] = {}
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
+        self._unowned_ifbs: set[str] = set()
+        self._writes_allowed = settings.enabled
+        """False: observe only (a viewer, or an agent waiting for the node lock)."""
+        """ifbs reported by the last orphan scan as named like podbw's without an owner."""
 
     # ---- public ---------------------------------------------------------------------------
+    def allow_writes(self, allowed: bool) -> None:
+        """Start (or stop) changing the kernel; reconciles meanwhile only observe."""
+        self._writes_allowed = allowed
+
     def statuses(self) -> Mapping[str, PodShapingStatus]:
         return self._statuses
 
     def reconcile(self, pod: Pod, seen_at_monotonic_s: float | None = None) -> PodShapingStatus:
         if seen_at_monotonic_s is not None and pod.sandbox_id not in self._statuses:
             self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
-        self._problems_now = set()
+        self._problems.begin(pod.sandbox_id)
         annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
         desired = desired_shaping(annotations)
         want_egress = desired[Direction.EGRESS]
@@ -75,7 +84,9 @@ class Reconciler:
             desired[Direction.EGRESS] = replace(want_egress, params=without_limit_floor(want_egress.params))
         for want in desired.values():
             if want.state is ShapingState.INVALID:
-                self._report_once(pod, f"invalid:{want.error_key}:{want.error}", lambda w=want: self._log_invalid(pod, w))
+                # Keyed by the whole value: the error text shows only the first 40 characters.
+                problem = f"invalid:{want.error_key}:{annotations.get(want.error_key)}:{want.error}"
+                self._report_once(pod, problem, lambda w=want: self._log_invalid(pod, w))
         try:
             status = self._apply(pod, desired)
         except ObserveOnly:
@@ -85,12 +96,12 @@ class Reconciler:
             self._drop_pod_tc(pod.sandbox_id)
         except TcError as err:
             status = self._error_status(pod, desired, str(err))
-            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.key, err))
+            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.display, err))
             self._drop_pod_tc(pod.sandbox_id)
         # Opening a pod's netlink handle costs ~1 ms; keeping 250 of them costs ~16 MB and
         # 1,250 file descriptors. Reconciles are rare (events, resyncs): open per reconcile.
         self._close_pod_tc(pod.sandbox_id)
-        self._reported[pod.sandbox_id] = self._problems_now
+        self._problems.end(pod.sandbox_id)
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
         return status
@@ -99,7 +110,7 @@ class Reconciler:
         """The pod is gone: remove what podbw made for it on the host (its namespace is gone)."""
         devices = self._devices.pop(pod.sandbox_id, None)
         try:
-            if not self._settings.enabled:
+            if not self._writes_allowed:
                 raise ObserveOnly("forget")  # a viewer only drops its own state
             host = self._host_tc()
             name = ifb_name(pod.sandbox_id)
@@ -117,10 +128,10 @@ class Reconciler:
         except ObserveOnly:
             pass
         except TcError as err:
-            log.error("pod %s: cleanup after removal failed: %s", pod.key, err)
+            log.error("pod %s: cleanup after removal failed: %s", pod.display, err)
             self._health.shaping_operation("remove", "error")
         self._drop_pod_tc(pod.sandbox_id)
-        self._reported.pop(pod.sandbox_id, None)
+        self._problems.forget(pod.sandbox_id)
         self._seen_at.pop(pod.sandbox_id, None)
         if pod.sandbox_id in self._statuses:
             statuses = dict(self._statuses)
@@ -133,25 +144,40 @@ class Reconciler:
         try:
             self._apply(pod, unlimited)
         except TcError as err:
-            log.error("pod %s: removing limits failed: %s", pod.key, err)
+            log.error("pod %s: removing limits failed: %s", pod.display, err)
         self.forget(pod)
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
         """Delete this agent's podbw ifbs whose pod is unknown (e.g. removed while the agent was
-        down). Another agent's (a different ifb_owner alias) are left alone."""
+        down). Another agent's (a different ifb_owner alias) are left alone; ones named as podbw
+        names its ifbs but with no alias at all (an agent killed while making one, or someone
+        else's) are reported, never deleted on a guess."""
         expected = {ifb_name(sandbox_id) for sandbox_id in known_sandbox_ids}
+        unowned: set[str] = set()
         try:
             host = self._host_tc()
             for link in self._host_links():
-                if link.kind == "ifb" and link.name.startswith(IFB_PREFIX) and link.name not in expected:
-                    found = host.link_by_index(link.ifindex)
-                    if found is None or found.name != link.name or found.alias != self._settings.ifb_owner:
-                        continue
+                if link.kind != "ifb" or not IFB_NAME_RE.fullmatch(link.name) or link.name in expected:
+                    continue
+                found = host.link_by_index(link.ifindex)
+                if found is None or found.name != link.name:
+                    continue
+                if found.alias == self._settings.ifb_owner:
                     log.info("removing orphaned ifb %s", link.name)
                     host.delete_link(link.ifindex, link.name)
                     self._health.shaping_operation("remove", "ok")
+                elif not found.alias:
+                    unowned.add(link.name)
         except (TcError, NetlinkError, OSError) as err:
             log.error("orphan ifb cleanup failed: %s", err)
+            return
+        for name in sorted(unowned - self._unowned_ifbs):
+            log.warning(
+                "ifb %s is named like podbw's but has no owner alias and belongs to no known pod; "
+                "left in place (delete it with `ip link del %s` if nothing uses it)", name, name,
+            )
+        self._unowned_ifbs = unowned
+        self._health.set_unowned_ifbs(len(unowned))
 
     @staticmethod
     def _host_links():
@@ -171,7 +197,7 @@ class Reconciler:
         host = self._host_tc()
         pod_tc = self._pod_tc_for(pod)
         devices = self._devices.get(pod.sandbox_id)
-        if devices is None or not self._still_valid(host, devices):
+        if devices is None or not self._still_valid(host, pod, devices):
             devices = find_pod_devices(pod_tc, host)
             self._devices[pod.sandbox_id] = devices
 
@@ -190,6 +216,7 @@ class Reconciler:
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=devices.host_ifname,
+            host_ifindex=devices.host_ifindex,
             pod_ifindex=devices.pod_ifindex,
             directions={Direction.INGRESS: ingress, Direction.EGRESS: egress},
         )
@@ -202,13 +229,13 @@ class Reconciler:
         if want.params is None:
             if owner is Owner.PODBW and root is not None:
                 self._op("remove", lambda: tc.delete_root(index, root.handle, device))
-                log.info("pod %s: %s limit removed from %s", pod.key, want.direction.value, device)
+                log.info("pod %s: %s limit removed from %s", pod.display, want.direction.value, device)
             state = want.state
             return DirectionStatus(state, None, "", in_pod, want.error)
         if owner is Owner.FOREIGN and not self._settings.take_over_foreign:
             assert root is not None
             reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
-            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.key, want.direction.value, reason))
+            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.display, want.direction.value, reason))
             return DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
         if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
             return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
@@ -221,7 +248,7 @@ class Reconciler:
         else:
             self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
         log.info(
-            "pod %s: %s limit %s on %s (%s)", pod.key, want.direction.value, describe(want.params), device, op
+            "pod %s: %s limit %s on %s (%s)", pod.display, want.direction.value, describe(want.params), device, op
         )
         return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
 
@@ -235,7 +262,7 @@ class Reconciler:
         gso_max_bytes), so the pod's TCP meets back-pressure from its own qdisc instead of
         losses. Otherwise (no egress limit, or mode `ifb`, which changes nothing in the pod)
         give back the kernel's default if podbw lowered it."""
-        if not self._settings.enabled:
+        if not self._writes_allowed:
             return
         link = pod_tc.link_by_index(devices.pod_ifindex)
         if link is None or link.gso_max_size <= 0:
@@ -253,7 +280,7 @@ class Reconciler:
             raise
         except TcError as err:
             # The limit itself is in place; only the GSO cap (a goodput aid) is missing.
-            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning("pod %s: %s", pod.key, e))
+            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning("pod %s: %s", pod.display, e))
 
     def _ensure_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices, want: DesiredDirection) -> DirectionStatus:
         if want.params is None:
@@ -265,15 +292,25 @@ class Reconciler:
         if (ingress is not None and ingress.kind != "ingress") or foreign:
             if not self._settings.take_over_foreign:
                 reason = f"ingress qdisc on {devices.host_ifname} has filters that are not podbw's"
-                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.key, reason))
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
                 return DirectionStatus(ShapingState.FOREIGN, want.params, "", False, reason)
             self._op("takeover", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
             ingress, filters = None, []
         name = ifb_name(pod.sandbox_id)
+        owner = self._settings.ifb_owner
         ifb = host.link_by_name(name)
         if ifb is None:
-            index = self._op("apply", lambda: host.add_ifb(name, self._settings.ifb_owner))
+            index = self._op("apply", lambda: host.add_ifb(name, owner))
         else:
+            if ifb.alias not in ("", owner):
+                reason = f"ifb {name} carries another agent's alias {quote_value(ifb.alias)}"
+                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
+                return DirectionStatus(ShapingState.FOREIGN, want.params, name, False, reason)
+            if not ifb.admin_up or ifb.alias != owner:
+                # Set down by someone, or left half-made by an agent killed between creating it
+                # and setting it up: while down, it swallows all of the pod's egress.
+                self._op("update", lambda: host.set_up(ifb.index, name, owner))
+                log.warning("pod %s: egress ifb %s was %s; set up", pod.display, name, "down" if not ifb.admin_up else "without owner")
             index = ifb.index
         ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]
         if not (len(ours) == 1 and ours[0].redirect_ifindex == index):
@@ -292,11 +329,11 @@ class Reconciler:
         ifb = host.link_by_name(name)
         if ifb is not None:
             self._op("remove", lambda: host.delete_link(ifb.index, name))
-            log.info("pod %s: egress ifb %s removed", pod.key, name)
+            log.info("pod %s: egress ifb %s removed", pod.display, name)
 
     # ---- helpers --------------------------------------------------------------------------
     def _op(self, op: str, fn):
-        if not self._settings.enabled:
+        if not self._writes_allowed:
             raise ObserveOnly(op)
         try:
             result = fn()
@@ -330,9 +367,12 @@ class Reconciler:
             tc.close()
 
     @staticmethod
-    def _still_valid(host: NetnsTc, devices: PodDevices) -> bool:
+    def _still_valid(host: NetnsTc, pod: Pod, devices: PodDevices) -> bool:
         link = host.link_by_index(devices.host_ifindex)
-        return link is not None and link.name == devices.host_ifname
+        if link is None or link.name != devices.host_ifname:
+            return False
+        nsid = host.nsid_of(pod.netns_path)
+        return nsid is not None and leads_into(link, nsid, devices.pod_ifindex)
 
     def _publish(self, sandbox_id: str, status: PodShapingStatus) -> None:
         if self._statuses.get(sandbox_id) != status:
@@ -382,13 +422,16 @@ class Reconciler:
                 directions[direction] = DirectionStatus(
                     ShapingState.ERROR, want.params, device, in_pod, "not applied (no agent is shaping)"
                 )
-        return PodShapingStatus(pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions)
+        return PodShapingStatus(
+            pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions, host_ifindex=devices.host_ifindex
+        )
 
     @staticmethod
     def _ifb_index_name(host: NetnsTc, pod: Pod) -> tuple[int, str]:
+        """The pod's ifb, if it exists and is up (index 0 otherwise: nothing passes it)."""
         name = ifb_name(pod.sandbox_id)
         link = host.link_by_name(name)
-        return (link.index if link else 0), name
+        return (link.index if link and link.admin_up else 0), name
 
     def _error_status(self, pod: Pod, desired: dict[Direction, DesiredDirection], reason: str) -> PodShapingStatus:
         old = self._statuses.get(pod.sandbox_id)
@@ -401,18 +444,17 @@ class Reconciler:
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=old.host_interface if old else "",
+            host_ifindex=old.host_ifindex if old else 0,
             pod_ifindex=old.pod_ifindex if old else 0,
             directions=directions,
         )
 
     def _report_once(self, pod: Pod, problem: str, report: Callable[[], None]) -> None:
         """Log and count a problem when it appears, not again on every resync while it lasts."""
-        self._problems_now.add(problem)
-        if problem not in self._reported.get(pod.sandbox_id, ()):
-            report()
+        self._problems.report(pod.sandbox_id, cause_key(problem), report)
 
     def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
-        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.key, want.error_key, want.direction.value, want.error)
+        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.display, want.error_key, want.direction.value, want.error)
         self._health.annotation_error(want.error_key)
 
 

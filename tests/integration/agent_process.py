@@ -77,11 +77,14 @@ class AgentProcess:
         *,
         env: Mapping[str, str] | None = None,
         log_level: str = "info",
+        wait_path: str = "/readyz",
     ) -> None:
         self.lab = lab
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.log_level = log_level
+        self.wait_path = wait_path
+        """start() returns once this answers 200: /readyz, or /healthz for an agent meant to start unready."""
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile(prefix="podbw-agent-", suffix=".log")
@@ -98,7 +101,7 @@ class AgentProcess:
         ]
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> AgentProcess:
-        """Start the process and wait until /readyz answers 200. Returns self."""
+        """Start the process and wait until wait_path (/readyz) answers 200. Returns self."""
         if self.proc is not None:
             raise AgentProcessError("agent process already started")
         for _attempt in range(_PORT_ATTEMPTS):
@@ -125,7 +128,7 @@ class AgentProcess:
             if self.proc.poll() is not None:
                 return False
             with contextlib.suppress(OSError):
-                if self.get("/readyz", timeout_s=1.0)[0] == 200:
+                if self.get(self.wait_path, timeout_s=1.0)[0] == 200:
                     return True
             time.sleep(0.05)
         return False

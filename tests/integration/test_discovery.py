@@ -130,10 +130,24 @@ def test_discovery_survives_a_cri_server_restart(lab_factory, running) -> None:
     assert r.keys() == {"ns1/a", "ns1/b", "ns1/c"}
 
 
-def test_netns_only_mode_without_a_cri_socket(lab_factory, running) -> None:
+def test_a_configured_runtime_that_is_missing_lists_no_pods_and_is_not_ready(lab_factory, running) -> None:
+    lab = lab_factory()
+    lab.up([PodSpec("a", "ns1")], start_cri=False)
+    r = Running(lab, cri=True)  # the socket does not exist: pins alone would lift every limit
+    running.append(r)
+    assert r.registry.pods() == []
+    assert r.discovery.mode == "cri" and not r.discovery.ready()[0]
+    assert not r.discovery.listing_is_complete()
+
+    lab.start_cri_server()
+    wait_for(lambda: r.keys() == {"ns1/a"}, timeout_s=5.0, what="the runtime's pods once it answers")
+    assert r.discovery.ready()[0] and r.discovery.listing_is_complete()
+
+
+def test_netns_only_mode_without_a_cri_endpoint(lab_factory, running) -> None:
     lab = lab_factory()
     lab.up([PodSpec("a", "ns1"), PodSpec("h", "ns1", host_network=True)], start_cri=False)
-    r = Running(lab, cri=True)  # a CRI endpoint is configured but its socket does not exist
+    r = Running(lab, cri=False)
     running.append(r)
     pods = r.registry.pods()
     assert len(pods) == 1, "the host-network pin is skipped"

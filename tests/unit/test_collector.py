@@ -134,6 +134,7 @@ def bare_sample() -> PodSample:
             Direction.INGRESS: DirectionSample(None, 0.0, 0.0),
             Direction.EGRESS: DirectionSample(None, 0.0, 0.0),
         },
+        links_omitted=3,  # a pod with more interfaces than the cap
     )
 
 
@@ -162,6 +163,7 @@ def fixed_health() -> HealthData:
     health.shaping_operation("delete", "error")
     health.set_discovery_up("cri", True)
     health.set_discovery_up("netns", False)
+    health.set_unowned_ifbs(2)
     return health.data()
 
 

@@ -284,15 +284,16 @@ def test_retain_is_called_with_current_namespaces_every_pass() -> None:
     ]
 
 
-def shaped_status(pod: Pod) -> PodShapingStatus:
+def shaped_status(pod: Pod, host: str = "veth-a", host_ifindex: int = 0) -> PodShapingStatus:
     return PodShapingStatus(
         sandbox_id=pod.sandbox_id,
-        host_interface="veth-a",
+        host_interface=host,
         pod_ifindex=2,
         directions={
-            Direction.INGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS, "veth-a", False),
+            Direction.INGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS, host, False),
             Direction.EGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS, "eth0", True),
         },
+        host_ifindex=host_ifindex,
     )
 
 
@@ -442,10 +443,11 @@ def pod_eth0(rx: int, tx: int, peer_ifindex: int = 7, packets: int = 0) -> LinkS
 
 
 class MirroredHarness(Harness):
-    """Pod `a`'s eth0 (ifindex 2) is the peer of host veth 7."""
+    """Pod `a`'s eth0 (ifindex 2) is the peer of host veth 7, as the reconciler found it."""
 
     def __init__(self) -> None:
         super().__init__("a")
+        self.statuses["sb-a"] = PodShapingStatus("sb-a", host_interface="veth7", pod_ifindex=2, host_ifindex=7)
         self.move(0, 0)
 
     def move(self, rx: int, tx: int, packets: int = 0) -> None:
@@ -484,7 +486,7 @@ def test_traffic_both_ways_is_read_from_the_host_peer_with_its_rate() -> None:
 
 def test_a_pod_that_sent_gets_its_own_qdiscs_read_but_not_its_links() -> None:
     h = MirroredHarness()
-    h.statuses["sb-a"] = shaped_status(h.pods[0])  # egress on eth0 in the pod
+    h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)  # egress on eth0 in the pod
     h.socket("a").qdiscs_result = [tbf(2, bytes=0)]
     h.sample_at(1.0)
     assert (h.reads, h.socket("a").qdisc_calls) == (1, 1)
@@ -503,7 +505,7 @@ def test_a_pod_that_sent_gets_its_own_qdiscs_read_but_not_its_links() -> None:
 
 def test_a_pod_gone_before_its_qdiscs_are_read_is_left_out_once() -> None:
     h = MirroredHarness()
-    h.statuses["sb-a"] = shaped_status(h.pods[0])
+    h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)
     h.socket("a").qdiscs_result = [tbf(2)]
     h.sample_at(1.0)
     h.move(rx=0, tx=3_000, packets=2)
@@ -565,7 +567,7 @@ def test_the_periodic_read_rereads_the_pods_qdiscs_only_when_they_may_have_moved
     pod_link: LinkStats, backlog_packets: int, qdiscs_read: bool
 ) -> None:
     h = MirroredHarness()
-    h.statuses["sb-a"] = shaped_status(h.pods[0])
+    h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)
     h.socket("a").qdiscs_result = [tbf(2, backlog_packets=backlog_packets)]
     h.sample_at(1.0)
     h.socket("a").links_result = [lo(), pod_link]
@@ -581,12 +583,12 @@ def test_a_changed_shaping_status_makes_the_pod_read() -> None:
     h = MirroredHarness()
     h.sample_at(1.0)
     h.sample_at(2.0)
-    h.statuses["sb-a"] = shaped_status(h.pods[0])  # egress now on eth0: the pod's qdiscs are needed
+    h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)  # egress now on eth0: the pod's qdiscs are needed
     h.socket("a").qdiscs_result = [tbf(2, bytes=77)]
     snap = h.sample_at(3.0)
     assert h.reads == 2 and h.socket("a").qdisc_calls == 1
     assert by_name(snap)["a"].directions[Direction.EGRESS].qdisc == tbf(2, bytes=77)
-    h.statuses["sb-a"] = shaped_status(h.pods[0])  # equal, a new object (a resync): no read
+    h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)  # equal, a new object (a resync): no read
     h.sample_at(4.0)
     assert h.reads == 2
 
@@ -648,3 +650,42 @@ def test_mirrored_counters_sit_where_the_sampler_rebuilds_them() -> None:
         "rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
         "tx_bytes", "tx_packets", "tx_errors", "tx_dropped",
     )
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        PodShapingStatus("sb-a"),  # the reconciler has not proven any pair yet
+        PodShapingStatus("sb-a", host_interface="veth9", pod_ifindex=2, host_ifindex=9),  # another host veth
+        PodShapingStatus("sb-a", host_interface="veth7", pod_ifindex=5, host_ifindex=7),  # another pod interface
+    ],
+)
+def test_only_the_pair_proven_from_the_host_side_is_mirrored(status: PodShapingStatus) -> None:
+    # eth0 names host veth 7 as its peer and the counters match, but that is the pod's claim.
+    h = MirroredHarness()
+    h.statuses["sb-a"] = status
+    for t in (1.0, 2.0, 3.0):
+        h.sample_at(t)
+    assert h.reads == 3
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "exported", "omitted"),
+    [(1, 1, 0), (8, 8, 0), (9, 8, 1), (2000, 8, 1992)],
+)
+def test_interfaces_beyond_the_cap_are_counted_not_exported(interfaces: int, exported: int, omitted: int) -> None:
+    h = Harness("a")
+    h.statuses["sb-a"] = PodShapingStatus("sb-a", host_interface="veth7", pod_ifindex=5000, host_ifindex=7)
+    # The proven veth has the highest ifindex: it is exported first all the same.
+    links = [LinkStats(ifindex=3 + i, name=f"x{i}", rx_bytes=1, tx_bytes=1) for i in range(interfaces - 1)]
+    links.append(LinkStats(ifindex=5000, name="eth0", kind="veth", rx_bytes=100, tx_bytes=100))
+    h.socket("a").links_result = [lo(), *links]
+    h.sample_at(1.0)
+    h.socket("a").links_result = [lo(), *(link._replace(rx_bytes=link.rx_bytes + 10) for link in links)]
+    snapshot = h.sample_at(2.0)
+    sample = by_name(snapshot)["a"]
+    assert len(sample.links) == exported and sample.links_omitted == omitted
+    if omitted:
+        assert sample.links[0].name == "eth0"
+        assert [link.ifindex for link in sample.links[1:]] == list(range(3, 3 + exported - 1))
+    assert rates(snapshot, "a")[0] == 10.0 * interfaces, "throughput counts every interface"
