@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 TlsProvider = Callable[[], "ssl.SSLContext | None"]
 """Asked at every accept: the TLS context for the new connection, None for plain HTTP."""
 
-RECV_BYTES = 64 * 1024
 SEND_CHUNK_BYTES = 256 * 1024
 JOIN_BODY_BELOW_BYTES = 64 * 1024
 """Smaller bodies go out in one send with their head."""
@@ -325,6 +324,9 @@ class EventLoop:
         except ssl.SSLWantWriteError:
             self._interest(conn, selectors.EVENT_WRITE)
             return
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
+            self._close(conn)  # the client hung up (a TCP probe does, at once): not a failure
+            return
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             log.debug("HTTP: TLS handshake with %s failed: %s", conn.peer, exc)
             self._drop(conn, "tls_handshake")
@@ -336,10 +338,12 @@ class EventLoop:
     def _read(self, conn: _Conn, now: float) -> None:
         sock = conn.sock
         assert sock is not None
+        # Never more than one byte past the head limit: memory is bounded by the table.
+        want = max(1, self._limits.max_head_bytes + 1 - len(conn.inbuf))
         try:
-            data = sock.recv(RECV_BYTES)
-            while isinstance(sock, ssl.SSLSocket) and sock.pending() and len(data) < RECV_BYTES:
-                data += sock.recv(sock.pending())
+            data = sock.recv(want)
+            while isinstance(sock, ssl.SSLSocket) and sock.pending() and len(data) < want:
+                data += sock.recv(min(sock.pending(), want - len(data)))
         except (BlockingIOError, ssl.SSLWantReadError):
             return
         except ssl.SSLWantWriteError:
@@ -430,7 +434,9 @@ class EventLoop:
             return
         self._idle.add(conn, now)
         self._interest(conn, selectors.EVENT_READ)
-        if conn.inbuf:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._read(conn, now)  # bytes OpenSSL already holds raise no event
+        elif conn.inbuf:
             self._take_request(conn, now)  # a pipelined request
 
     def _interest(self, conn: _Conn, events: int) -> None:

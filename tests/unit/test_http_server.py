@@ -291,3 +291,28 @@ def test_accept_backs_off_while_out_of_file_descriptors_and_recovers(start_serve
     for client in clients:
         assert read_response(client).endswith(b"ok\n")
     assert get(server.port, "/healthz")[0] == 200
+
+
+def test_a_tcp_probe_on_the_tls_port_is_no_failure(start_server, pki: Path) -> None:
+    server = start_server(certfile=str(pki / "server.crt"), keyfile=str(pki / "server.key"))
+    for _ in range(3):
+        raw_connect(server.port).close()  # what a kubelet tcpSocket probe does
+    status, _, _ = get(server.port, "/healthz", context=client_context(pki, False))
+    assert status == 200
+    wait_for(lambda: open_connections(server) <= 1, what="the probes' connections to close")
+    assert dropped(server, "tls_handshake") == 0.0
+
+
+def test_pipelined_request_held_inside_openssl_is_not_forgotten(start_server, sockets, pki: Path) -> None:
+    # The server reads at most up to the head limit; the rest of a TLS record stays decrypted in
+    # OpenSSL, where no socket event announces it.
+    server = start_server(certfile=str(pki / "server.crt"), keyfile=str(pki / "server.key"))
+    tls = client_context(pki, False).wrap_socket(raw_connect(server.port), server_hostname="127.0.0.1")
+    sockets.append(tls)
+    tls.sendall(b"GET /healthz HTTP/1.1\r\n")
+    record = bytearray(b"Host: a\r\n\r\n" + b"GET /readyz HTTP/1.1\r\nHost: a\r\nX-Pad: ")
+    record += b"p" * (16384 - len(record) - 4) + b"\r\n\r\n"
+    assert len(record) == 16384 == ServerLimits().max_head_bytes  # one full TLS record
+    tls.sendall(record)
+    assert read_response(tls).endswith(b"\r\n\r\nok\n")
+    assert read_response(tls).endswith(b"\r\n\r\nok\n")
