@@ -17,7 +17,7 @@ from agent.metrics.collector import PodbwCollector
 from agent.service.http import MetricsServer, MetricsServerError, parse_address
 from agent.service.http_negotiation import FORMATS, OPENMETRICS, TEXT, choose_format
 from agent.service.metrics_body import render_body
-from tests.unit.http_helpers import Checks, client_context, get, make_registry
+from tests.unit.http_helpers import Checks, client_context, get, make_registry, wait_for
 from tests.unit.test_collector import SNAPSHOT_TWO_PODS, fixed_health
 
 CONCURRENT_SCRAPES = 20
@@ -401,3 +401,23 @@ def test_own_metrics_count_responses_by_code(start_server) -> None:
     assert sample_of(server, "podbw_http_responses_total", code="200") == 1.0
     assert sample_of(server, "podbw_http_responses_total", code="404") == 2.0
     assert sample_of(server, "podbw_http_connections_dropped_total", reason="header_timeout") == 0.0
+
+
+def test_certificates_of_the_deprecated_flags_are_reloaded_too(start_server, pki: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(pki / name.replace("tls", "server"), tmp_path / name)
+    server = start_server(certfile=str(tmp_path / "tls.crt"), keyfile=str(tmp_path / "tls.key"))
+
+    def subject() -> str:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with client_context(pki, False).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
+
+    assert subject() == "127.0.0.1"
+    for name in ("tls.crt", "tls.key"):  # renamed over the old ones, as a Secret update does
+        shutil.copy(pki / name.replace("tls", "server2"), tmp_path / (name + ".new"))
+        os.replace(tmp_path / (name + ".new"), tmp_path / name)
+    wait_for(lambda: subject() == "127.0.0.1 rotated", what="the renewed certificate")
