@@ -131,12 +131,17 @@ class Slowloris:
             return True
 
 
-def threads_of(pid: int) -> int:
+def status_field(pid: int, field: str) -> int:
+    """A number from /proc/<pid>/status: "Threads", "VmRSS" (KiB)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("Threads:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError(f"no Threads: line for {pid}")
+    raise AssertionError(f"no {field}: line for {pid}")
+
+
+def threads_of(pid: int) -> int:
+    return status_field(pid, "Threads")
 
 
 def timed_get(agent: AgentProcess, path: str, timeout_s: float) -> tuple[int, float, bytes]:
@@ -161,6 +166,7 @@ def test_healthz_and_metrics_hold_under_slowloris_in_a_pids_cgroup(
     agent.wait_for_sample("podbw_pods", predicate=lambda v: v == 1)
     time.sleep(1.0)
     idle_threads = threads_of(agent.pid)
+    idle_rss_kib = status_field(agent.pid, "VmRSS")
     samples_before = agent.sample("podbw_sample_duration_seconds_count") or 0
 
     probes: list[tuple[int, float]] = []
@@ -175,6 +181,7 @@ def test_healthz_and_metrics_hold_under_slowloris_in_a_pids_cgroup(
             if len(probes) % 8 == 0:
                 scrapes.append(timed_get(agent, "/metrics", timeout_s=5.0)[0])
             time.sleep(PROBE_INTERVAL_S)
+        attack_rss_kib = status_field(agent.pid, "VmRSS")
         held = attack.open_now()
         reconnects = attack.reconnects
         final_status, _, final_body = timed_get(agent, "/metrics", timeout_s=5.0)
@@ -182,7 +189,8 @@ def test_healthz_and_metrics_hold_under_slowloris_in_a_pids_cgroup(
     worst_s = max(took for _, took in probes)
     print(f"\nthreads idle {idle_threads}, under attack max {max(threads)};"
           f" /healthz worst {worst_s * 1000:.0f} ms over {len(probes)} probes;"
-          f" attacker held {held} sockets, reconnected {reconnects} times")
+          f" attacker held {held} sockets, reconnected {reconnects} times;"
+          f" RSS idle {idle_rss_kib} KiB, under attack {attack_rss_kib} KiB")
     assert [s for s, _ in probes if s != 200] == [], probes
     assert worst_s < HEALTHZ_WITHIN_S, sorted(took for _, took in probes)[-5:]
     assert scrapes and all(s == 200 for s in scrapes), scrapes
