@@ -65,7 +65,7 @@ from agent.metrics.sampler import Sampler  # noqa: E402
 from agent.model.direction import Direction, ShapingState  # noqa: E402
 from agent.metrics.collector import PodbwCollector  # noqa: E402
 from agent.model.health import HealthRecorder  # noqa: E402
-from agent.service.http import GZIP_LEVEL  # noqa: E402
+from agent.service.metrics_body import GZIP_LEVEL  # noqa: E402
 from agent.model.ownership import ifb_name  # noqa: E402
 from agent.model.snapshot import Snapshot  # noqa: E402
 from agent.model.status import DirectionStatus, PodShapingStatus  # noqa: E402

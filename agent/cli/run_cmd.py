@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 
 from typing import TYPE_CHECKING
@@ -27,9 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_flag(parser, "--take-over-foreign", False, "replace root qdiscs podbw did not create", action="store_true")
     add_flag(parser, "--annotations-file", None, "YAML 'namespace/name: {key: value}' overriding CRI annotations")
     add_flag(parser, "--web.listen-address", ":9637", "address of /metrics, /healthz, /readyz")
-    add_flag(parser, "--web.tls-cert-file", None, "TLS certificate for the HTTP endpoint")
-    add_flag(parser, "--web.tls-key-file", None, "TLS key for the HTTP endpoint")
-    add_flag(parser, "--web.tls-client-ca-file", None, "CA that client certificates must chain to")
+    add_flag(parser, "--web.config.file", None,
+             "exporter-toolkit web config (TLS, basic auth, headers) of the HTTP endpoint, re-read when it changes")
+    add_flag(parser, "--web.tls-cert-file", None, "DEPRECATED, use --web.config.file: TLS certificate for the HTTP endpoint")
+    add_flag(parser, "--web.tls-key-file", None, "DEPRECATED, use --web.config.file: TLS key for the HTTP endpoint")
+    add_flag(parser, "--web.tls-client-ca-file", None,
+             "DEPRECATED, use --web.config.file: CA that client certificates must chain to")
     add_flag(parser, "--sample-interval", 1.0, "statistics sampling period in seconds", type=float)
     add_flag(parser, "--peak-window", 60.0, "trailing window of the peak throughput gauge in seconds", type=float)
     add_flag(parser, "--max-interfaces-per-pod", 8, "interfaces exported per pod; the rest are counted, not exported", type=int)
@@ -56,6 +60,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         ),
         annotations_file=args.annotations_file,
         listen_address=getattr(args, "web.listen_address"),
+        web_config_file=getattr(args, "web.config.file"),
         tls_cert_file=getattr(args, "web.tls_cert_file"),
         tls_key_file=getattr(args, "web.tls_key_file"),
         tls_client_ca_file=getattr(args, "web.tls_client_ca_file"),
@@ -75,8 +80,13 @@ def run(args: argparse.Namespace) -> int:
     # Before anything imports pyroute2: the agent needs IPRoute, not the whole library.
     pyroute2_lean.install()
     from agent.service.agent import Agent
+    from agent.service.http import MetricsServerError
 
-    agent = Agent(settings_from_args(args))
+    try:
+        agent = Agent(settings_from_args(args))
+    except MetricsServerError as exc:  # a bad web config or listen address: before any thread
+        print(f"podbw run: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -85,9 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    agent.start()
     try:
+        agent.start()
         stop.wait()
+    except MetricsServerError as exc:  # e.g. the port is taken
+        print(f"podbw run: {exc}", file=sys.stderr)
+        return 2
     finally:
         agent.stop()
     return 0

@@ -74,6 +74,7 @@ class Agent:
             self.metrics_registry,
             healthy=self._healthy,
             ready=self._ready,
+            web_config_file=settings.web_config_file,
             certfile=settings.tls_cert_file,
             keyfile=settings.tls_key_file,
             client_cafile=settings.tls_client_ca_file,

@@ -16,7 +16,10 @@ class AgentSettings:
     """YAML `namespace/name: {key: value}` overriding CRI annotations, watched live."""
     listen_address: str = ":9637"
     """Where /metrics, /healthz and /readyz are served."""
+    web_config_file: str | None = None
+    """exporter-toolkit web config (TLS, basic auth, headers), re-read when it changes."""
     tls_cert_file: str | None = None
+    """Deprecated: the --web.tls-* flags, served as the equivalent web config."""
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
     sample_interval_s: float = 1.0

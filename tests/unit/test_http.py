@@ -4,81 +4,23 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from agent.metrics.collector import PodbwCollector
-from agent.model.health import HealthRecorder
-from agent.service.http import MetricsServer, MetricsServerError, parse_address, render_body
+from agent.service.http import MetricsServer, MetricsServerError, parse_address
+from agent.service.http_negotiation import FORMATS, OPENMETRICS, TEXT, choose_format
+from agent.service.metrics_body import render_body
+from tests.unit.http_helpers import Checks, client_context, get, make_registry, wait_for
 from tests.unit.test_collector import SNAPSHOT_TWO_PODS, fixed_health
 
 CONCURRENT_SCRAPES = 20
-
-
-class Checks:
-    """Mutable health/readiness answers the tests flip."""
-
-    def __init__(self) -> None:
-        self.healthy = (True, "")
-        self.ready = (True, "")
-
-
-def make_registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    health = HealthRecorder()
-    health.set_discovery_up("cri", True)
-    registry.register(PodbwCollector(lambda: None, health.data, version="9.9.9"))
-    return registry
-
-
-@pytest.fixture
-def checks() -> Checks:
-    return Checks()
-
-
-@pytest.fixture
-def start_server(request: pytest.FixtureRequest, checks: Checks):
-    def start(address: str = "127.0.0.1:0", registry: CollectorRegistry | None = None, **tls):
-        server = MetricsServer(
-            address,
-            registry or make_registry(),
-            healthy=lambda: checks.healthy,
-            ready=lambda: checks.ready,
-            **tls,
-        )
-        server.start()
-        request.addfinalizer(server.stop)
-        return server
-
-    return start
-
-
-def get(
-    port: int, path: str, headers: dict[str, str] | None = None, host: str = "127.0.0.1",
-    context: ssl.SSLContext | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    if context is None:
-        conn: http.client.HTTPConnection = http.client.HTTPConnection(host, port, timeout=10)
-    else:
-        conn = http.client.HTTPSConnection(host, port, timeout=10, context=context)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-    finally:
-        conn.close()
 
 
 def test_metrics_text_format(start_server) -> None:
@@ -162,24 +104,41 @@ def test_requests_are_not_logged_to_stderr(start_server, capfd: pytest.CaptureFi
     assert capfd.readouterr().err == ""
 
 
-class RendezvousCollector(Collector):
-    """Every collect() waits until all scrapes are inside it: passes only if served in parallel."""
+class GatedCollector(Collector):
+    """collect() blocks until the test opens the gate: a render that takes its time."""
 
-    def __init__(self, parties: int) -> None:
-        self.barrier = threading.Barrier(parties, timeout=10)
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
 
     def collect(self):
-        self.barrier.wait()
-        yield GaugeMetricFamily("podbw_test_rendezvous", "test", value=1)
+        self.entered.set()
+        self.gate.wait(10)
+        yield GaugeMetricFamily("podbw_test_gated", "test", value=1)
 
     def describe(self):
-        return [GaugeMetricFamily("podbw_test_rendezvous", "test")]
+        return [GaugeMetricFamily("podbw_test_gated", "test")]
 
 
-def test_concurrent_scrapes_are_served_in_parallel(start_server) -> None:
+def test_a_slow_render_does_not_hold_up_health_checks(start_server) -> None:
     registry = CollectorRegistry()
-    registry.register(RendezvousCollector(CONCURRENT_SCRAPES))
+    collector = GatedCollector()
+    registry.register(collector)
     server = start_server(registry=registry)
+    scrape: list[tuple[int, dict[str, str], bytes]] = []
+    scraper = threading.Thread(target=lambda: scrape.append(get(server.port, "/metrics")))
+    scraper.start()
+    try:
+        assert collector.entered.wait(10)
+        assert get(server.port, "/healthz")[0] == 200  # while a worker is in the render
+    finally:
+        collector.gate.set()
+        scraper.join(10)
+    assert scrape and scrape[0][0] == 200 and b"podbw_test_gated 1.0" in scrape[0][2]
+
+
+def test_concurrent_scrapes_are_all_answered(start_server) -> None:
+    server = start_server()
     results: list[tuple[int, bytes]] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
@@ -200,7 +159,7 @@ def test_concurrent_scrapes_are_served_in_parallel(start_server) -> None:
         t.join(timeout=30)
     assert errors == []
     assert len(results) == CONCURRENT_SCRAPES
-    assert all(status == 200 and b"podbw_test_rendezvous 1.0" in body for status, body in results)
+    assert all(status == 200 and b"podbw_build_info" in body for status, body in results)
 
 
 def test_stop_closes_the_port(checks: Checks) -> None:
@@ -262,41 +221,6 @@ def test_parse_address_rejects(address: str) -> None:
 # --- TLS -------------------------------------------------------------------------------------
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def _issue(cwd: Path, name: str, subject: str, ext: str) -> None:
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=cwd)
-    (cwd / f"{name}.ext").write_text(ext)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
-             cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A throwaway CA with a server cert for 127.0.0.1 and a client cert, made by openssl."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not found: cannot make test certificates")
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=podbw test CA",
-             "-days", "2", cwd=d)
-    _issue(d, "server", "/CN=127.0.0.1",
-           "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    _issue(d, "client", "/CN=prometheus", "extendedKeyUsage=clientAuth\n")
-    yield d
-
-
-def client_context(pki: Path, with_cert: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    if with_cert:
-        context.load_cert_chain(str(pki / "client.crt"), str(pki / "client.key"))
-    return context
-
-
 def test_tls(start_server, pki: Path) -> None:
     server = start_server(certfile=str(pki / "server.crt"), keyfile=str(pki / "server.key"))
     assert server.tls
@@ -321,20 +245,15 @@ def test_mutual_tls_requires_a_client_certificate(start_server, pki: Path) -> No
 
 
 def test_unusable_tls_files_are_a_clear_error(tmp_path: Path, checks: Checks) -> None:
-    with pytest.raises(MetricsServerError, match="cannot load TLS files"):
+    with pytest.raises(MetricsServerError, match="cannot load cert_file .*missing.crt.*No such file"):
         MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
                       lambda: checks.ready, certfile=str(tmp_path / "missing.crt"))
-    with pytest.raises(MetricsServerError, match="without a certificate"):
+    with pytest.raises(MetricsServerError, match="without --web.tls-cert-file"):
         MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
                       lambda: checks.ready, client_cafile=str(tmp_path / "ca.crt"))
 
 
 def test_scrapes_of_one_snapshot_share_one_render() -> None:
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import GaugeMetricFamily
-
-    from agent.service.http import MetricsServer
-
     renders = []
 
     class Counting:
@@ -372,10 +291,133 @@ def test_scrapes_of_one_snapshot_share_one_render() -> None:
 def test_body_rendered_family_by_family_is_the_encoders_document(accept: str) -> None:
     registry = CollectorRegistry()
     registry.register(PodbwCollector(lambda: SNAPSHOT_TWO_PODS, fixed_health, version="9.9.9"))
-    encoder, _ = choose_encoder(accept)
+    encoder = choose_format(accept).encoder
     whole = encoder(registry)
     assert whole.count(b"# HELP ") > 20
     assert render_body(encoder, registry, compress=False) == whole
     assert gzip.decompress(render_body(encoder, registry, compress=True)) == whole
     restricted = registry.restricted_registry(["podbw_pods", "podbw_limit_rate_bytes_per_second"])
     assert render_body(encoder, restricted, compress=False) == encoder(restricted)
+
+
+# --- negotiation over HTTP (issue 17, item 12) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "accept_encoding",
+    ["gzip;q=0", "gzip;q=0.0, identity", "*;q=0", "identity, *;q=0", "deflate", "br, gzip;q=0"],
+)
+def test_gzip_refused_by_its_q_value_is_not_sent(start_server, accept_encoding: str) -> None:
+    server = start_server()
+    status, headers, body = get(server.port, "/metrics", {"Accept-Encoding": accept_encoding})
+    assert status == 200
+    assert "content-encoding" not in headers
+    assert body.startswith(b"# HELP ")
+
+
+@pytest.mark.parametrize("accept_encoding", ["gzip;q=0.5", "*", "identity;q=0.5, *;q=0.1", "GZIP", "x-gzip"])
+def test_gzip_accepted_by_its_q_value_is_sent(start_server, accept_encoding: str) -> None:
+    server = start_server()
+    status, headers, body = get(server.port, "/metrics", {"Accept-Encoding": accept_encoding})
+    assert status == 200 and headers["content-encoding"] == "gzip"
+    assert gzip.decompress(body).startswith(b"# HELP ")
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/openmetrics-text; version=9.9.9",
+        "application/openmetrics-text; version=1.0.0; escaping=values",
+        "application/openmetrics-text;version=2.0.0;charset=latin1",
+        "text/plain; version=1.0.0; escaping=dots",
+        'text/plain; version=0.0.4; evil="x"',
+        "*/*; version=7",
+    ],
+)
+def test_content_type_is_one_podbw_chooses_never_the_clients(start_server, accept: str) -> None:
+    server = start_server()
+    status, headers, _ = get(server.port, "/metrics", {"Accept": accept})
+    assert status == 200
+    assert headers["content-type"] in {f.content_type for f in FORMATS}
+    assert headers["content-type"] in (
+        "text/plain; version=0.0.4; charset=utf-8",
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+
+
+def test_openmetrics_refused_by_its_q_value_is_not_sent(start_server) -> None:
+    server = start_server()
+    _, headers, body = get(server.port, "/metrics", {"Accept": "application/openmetrics-text;q=0, */*;q=0.1"})
+    assert headers["content-type"] == TEXT.content_type
+    assert not body.endswith(b"# EOF\n")
+    _, headers, _ = get(server.port, "/metrics", {"Accept": "text/plain;q=0.2, application/openmetrics-text;q=0.3"})
+    assert headers["content-type"] == OPENMETRICS.content_type
+
+
+# --- HTTP itself -----------------------------------------------------------------------------
+
+
+def test_head_sends_the_length_without_the_body(start_server) -> None:
+    server = start_server()
+    path = "/metrics?name[]=podbw_build_info"  # a family that does not change between requests
+    _, get_headers, get_body = get(server.port, path)
+    status, headers, body = get(server.port, path, method="HEAD")
+    assert status == 200 and body == b""
+    assert int(headers["content-length"]) == len(get_body)
+    assert headers["content-type"] == get_headers["content-type"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+def test_other_methods_are_405(start_server, method: str) -> None:
+    server = start_server()
+    status, headers, _ = get(server.port, "/metrics", method=method)
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(start_server) -> None:
+    server = start_server()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for path in ("/healthz", "/metrics", "/readyz", "/nope", "/metrics"):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status in (200, 404)
+            assert response.getheader("Connection") is None  # still open
+        assert sample_of(server, "podbw_http_connections") == 1.0
+    finally:
+        conn.close()
+
+
+def sample_of(server: MetricsServer, name: str, **labels: str) -> float | None:
+    return server.registry.get_sample_value(name, labels)
+
+
+def test_own_metrics_count_responses_by_code(start_server) -> None:
+    server = start_server()
+    get(server.port, "/healthz")
+    get(server.port, "/nope")
+    get(server.port, "/nope")
+    assert sample_of(server, "podbw_http_responses_total", code="200") == 1.0
+    assert sample_of(server, "podbw_http_responses_total", code="404") == 2.0
+    assert sample_of(server, "podbw_http_connections_dropped_total", reason="header_timeout") == 0.0
+
+
+def test_certificates_of_the_deprecated_flags_are_reloaded_too(start_server, pki: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(pki / name.replace("tls", "server"), tmp_path / name)
+    server = start_server(certfile=str(tmp_path / "tls.crt"), keyfile=str(tmp_path / "tls.key"))
+
+    def subject() -> str:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with client_context(pki, False).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
+
+    assert subject() == "127.0.0.1"
+    for name in ("tls.crt", "tls.key"):  # renamed over the old ones, as a Secret update does
+        shutil.copy(pki / name.replace("tls", "server2"), tmp_path / (name + ".new"))
+        os.replace(tmp_path / (name + ".new"), tmp_path / name)
+    wait_for(lambda: subject() == "127.0.0.1 rotated", what="the renewed certificate")
