@@ -17,9 +17,10 @@ import urllib.error
 import urllib.request
 
 from agent.cli.top_rows import MetricsFormatError, PodRow, rows_from_metrics_text, rows_from_snapshot
-from agent.discovery.discovery import Discovery, DiscoverySettings
+from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import PodRegistry
+from agent.discovery.settings import DiscoverySettings
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod

@@ -11,7 +11,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -31,6 +30,7 @@ from agent.discovery.inotify import (
 )
 from agent.discovery.netns_source import is_pod_netns, pod_from_netns, scan_netns_dir
 from agent.discovery.registry import PodRegistry
+from agent.discovery.settings import DiscoverySettings
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod
 from agent.netlink.netns import NetnsGone, is_netns
@@ -40,20 +40,6 @@ log = logging.getLogger(__name__)
 
 SOURCE_CRI = "cri"
 SOURCE_NETNS = "netns"
-
-
-@dataclass(frozen=True)
-class DiscoverySettings:
-    cri_endpoint: str | None = "unix:///var/run/crio/crio.sock"
-    """CRI runtime socket; None disables CRI and uses the netns directory alone."""
-    netns_dir: str = "/var/run/netns"
-    """Where the runtime pins pod network namespaces."""
-    resync_interval_s: float = 30.0
-    """Full resync period: the safety net for missed events."""
-    cri_timeout_s: float = 2.0
-    """Deadline of every unary CRI call."""
-    lookup_timeout_s: float = 10.0
-    """How long a new pin is followed before the next resync takes over."""
 
 
 def socket_path(endpoint: str) -> str:

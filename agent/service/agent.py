@@ -51,8 +51,8 @@ class Agent:
             shaping=self.reconciler.statuses,
             pool=self.pool,
             health=self.health,
-            interval_s=settings.sample_interval_s,
-            peak_window_s=settings.peak_window_s,
+            interval_s=settings.sampling.interval_s,
+            peak_window_s=settings.sampling.peak_window_s,
         )
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry.register(
@@ -61,17 +61,17 @@ class Agent:
                 health=self.health.data,
                 pods_count=lambda: len(self.registry),
                 version=__version__,
-                interval_s=settings.sample_interval_s,
+                interval_s=settings.sampling.interval_s,
             )
         )
         self.http = MetricsServer(
-            settings.listen_address,
+            settings.web.listen_address,
             self.metrics_registry,
             healthy=self._healthy,
             ready=self.discovery.ready,
-            certfile=settings.tls_cert_file,
-            keyfile=settings.tls_key_file,
-            client_cafile=settings.tls_client_ca_file,
+            certfile=settings.web.tls_cert_file,
+            keyfile=settings.web.tls_key_file,
+            client_cafile=settings.web.tls_client_ca_file,
             render_key=lambda: self.sampler.latest,
         )
         self.scheduler = BackgroundScheduler(daemon=True)
@@ -93,7 +93,7 @@ class Agent:
             __version__,
             len(self.registry),
             self.discovery.mode,
-            self.settings.listen_address,
+            self.settings.web.listen_address,
         )
 
     def stop(self) -> None:
@@ -164,6 +164,6 @@ class Agent:
         if last is None:
             return True, "starting"
         age_s = time.monotonic() - last
-        if age_s > STALL_INTERVALS * self.settings.sample_interval_s + 1.0:
+        if age_s > STALL_INTERVALS * self.settings.sampling.interval_s + 1.0:
             return False, f"sampler stalled: last sample {age_s:.1f}s ago"
         return True, "ok"
