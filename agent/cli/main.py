@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from agent import __version__
@@ -33,15 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agent.service.logs import configure
+
     args = build_parser().parse_args(argv)
-    level = build_settings(LogSettings, args).level or ("info" if args.command in LONG_RUNNING else "warn")
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # apscheduler logs every job run at INFO: one line per second is noise, not an event.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    configure(build_settings(LogSettings, args), default_level="info" if args.command in LONG_RUNNING else "warn")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from agent.discovery.registry import PodRegistry
 from agent.discovery.settings import DiscoverySettings
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
+from agent.model.log_fields import pod_fields
 from agent.model.pod import Pod
 from agent.model.snapshot import Snapshot
 from agent.netlink.stats_socket import StatsSocketPool
@@ -142,7 +143,7 @@ class LocalSource:
             try:
                 self._reconciler.reconcile(pod)
             except Exception as err:  # one odd pod must not blank the whole view
-                log.debug("pod %s: %s", pod.key, err)
+                log.debug("pod left out of the view", extra=pod_fields(pod, cause=str(err)))
         self._seen = {pod.sandbox_id: pod for pod in pods}
         return self._sampler.sample_once()
 

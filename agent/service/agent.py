@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
@@ -16,6 +17,7 @@ from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
 from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
+from agent.model.log_fields import pod_fields
 from agent.netlink.stats_socket import StatsSocketPool
 from agent.service.http import MetricsServer
 from agent.service.settings import AgentSettings
@@ -140,24 +142,24 @@ class Agent:
             if work is None:
                 continue
             for pod in work.removed:
-                self._guarded(pod.key, lambda p=pod: self.reconciler.forget(p))
+                self._guarded("forgetting the pod", lambda p=pod: self.reconciler.forget(p), pod_fields(pod))
             done = set()
             for pod, seen in work.pods:
-                self._guarded(pod.key, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
+                self._guarded("reconcile", lambda p=pod, s=seen: self.reconciler.reconcile(p, s), pod_fields(pod))
                 done.add(pod.sandbox_id)
             if work.full:
                 pods = self.registry.pods()
                 for pod in pods:
                     if pod.sandbox_id not in done:
-                        self._guarded(pod.key, lambda p=pod: self.reconciler.reconcile(p))
-                self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
+                        self._guarded("reconcile", lambda p=pod: self.reconciler.reconcile(p), pod_fields(pod))
+                self._guarded("orphan cleanup", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
 
     @staticmethod
-    def _guarded(what: str, fn) -> None:
+    def _guarded(what: str, fn: Callable[[], object], fields: dict[str, str] | None = None) -> None:
         try:
             fn()
         except Exception:  # one bad pod must never stop shaping for the others
-            log.exception("reconcile %s failed", what)
+            log.exception("%s failed", what, extra=fields)
 
     def _healthy(self) -> tuple[bool, str]:
         last = self.health.data().last_sample_monotonic_s
