@@ -16,7 +16,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from agent.cli.flags import CommandParser, add_flag
+from agent.cli.flags import add_flag
+from agent.cli.parser import CommandParser
 from agent.model.value_parsers import boolean
 
 SOURCE_SUFFIX = ".dashboard.py"

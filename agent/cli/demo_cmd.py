@@ -12,7 +12,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Iterator
 
-from agent.cli.flags import CommandParser, add_flag, add_settings_flags
+from agent.cli.flags import add_flag, add_settings_flags
+from agent.cli.parser import CommandParser
 from agent.model.value_parsers import integer_between, one_of, seconds_between
 from agent.shaping.settings import ShapingSettings
 

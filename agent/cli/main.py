@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from agent import __version__
-from agent.cli.flags import CommandParser, RootParser, add_settings_flags, build_settings
+from agent.cli.flags import add_settings_flags, build_settings
+from agent.cli.parser import CommandParser, RootParser
 from agent.service.settings import LogSettings
 
 LONG_RUNNING = frozenset({"run", "demo", "lab"})

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 from typing import TYPE_CHECKING
 
-from agent.cli.flags import CommandParser, add_discovery_flags, add_flag, build_settings
+from agent.cli.flags import add_discovery_flags, add_flag, build_settings
+from agent.cli.parser import CommandParser
 from agent.discovery.settings import DiscoverySettings
 from agent.model.value_parsers import one_of
 

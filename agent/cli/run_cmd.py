@@ -8,7 +8,8 @@ import logging
 import signal
 import threading
 
-from agent.cli.flags import CommandParser, add_settings_flags, build_settings
+from agent.cli.flags import add_settings_flags, build_settings
+from agent.cli.parser import CommandParser
 from agent.model.ownership import ifb_owner
 from agent.service.settings import AgentSettings
 

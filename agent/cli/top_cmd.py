@@ -12,7 +12,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from agent.cli.flags import CommandParser, add_discovery_flags, add_flag, add_settings_flags, build_settings
+from agent.cli.flags import add_discovery_flags, add_flag, add_settings_flags, build_settings
+from agent.cli.parser import CommandParser
 from agent.discovery.settings import DiscoverySettings
 from agent.model.value_parsers import boolean, seconds_between
 from agent.service.settings import AgentSettings

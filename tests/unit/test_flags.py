@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.cli.flags import CommandParser, dest_of
+from agent.cli.flags import dest_of
+from agent.cli.parser import CommandParser
 from agent.cli.main import build_parser
 from agent.discovery.settings import AUTO_CRI_ENDPOINTS, DiscoverySettings
 from agent.service.settings import AgentSettings
