@@ -11,7 +11,7 @@ from agent.model.value_parsers import seconds_between
 @dataclass(frozen=True)
 class SamplingSettings:
     interval_s: float = setting(
-        1.0, "--sample-interval", "statistics sampling period in seconds", seconds_between(0.1, 60),
+        1.0, "--sample-interval", "statistics sampling period in seconds", seconds_between(0.01, 60),
         metavar="SECONDS",
     )
     """Statistics sampling period; throughput is the mean over one interval."""
