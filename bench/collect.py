@@ -254,7 +254,7 @@ def hammer(url: str, scrapers: int, seconds: float) -> list[Scrape]:
 
 
 PASS_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) DEBUG agent\.metrics\.sampler: sample pass done", re.M
+    r'^time=(\S+) level=DEBUG source=agent/metrics/sampler\.py:\d+ msg="sample pass done', re.M
 )
 
 
@@ -263,7 +263,7 @@ def pass_times(log_text: str, since_s: float, until_s: float) -> list[float]:
     from its per-pass debug log line (the logging timestamp has millisecond resolution)."""
     times = []
     for match in PASS_LINE.finditer(log_text):
-        at = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        at = datetime.fromisoformat(match.group(1)).timestamp()
         if since_s <= at <= until_s:
             times.append(at)
     return times

@@ -17,6 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from agent.cli.flags import add_flag
+from agent.cli.parser import CommandParser
+from agent.model.value_parsers import boolean
 
 SOURCE_SUFFIX = ".dashboard.py"
 
@@ -31,18 +33,19 @@ def default_source_dir() -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("dashboards", help="write the Grafana dashboards' JSON (or --check it)")
+    parser: CommandParser = sub.add_parser("dashboards", help="write the Grafana dashboards' JSON (or --check it)")
     add_flag(parser, "--source-dir", default_source_dir(), "directory of the *.dashboard.py sources")
     add_flag(parser, "--output-dir", None, "where to write the JSON (default: the source directory)")
     add_flag(
-        parser, "--check", False, "write nothing; exit 1 when a JSON file is missing or stale", action="store_true"
+        parser, "--check", False, "write nothing; exit 1 when a JSON file is missing or stale", boolean, switch=True
     )
     add_flag(
         parser,
         "--multi-cluster",
         False,
         "show the cluster variable (one Prometheus or Thanos holding several clusters)",
-        action="store_true",
+        boolean,
+        switch=True,
     )
     parser.set_defaults(func=run)
 

@@ -12,8 +12,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Iterator
 
-from agent.cli.flags import add_flag
-from agent.shaping.settings import EGRESS_MODES
+from agent.cli.flags import add_flag, add_settings_flags
+from agent.cli.parser import CommandParser
+from agent.model.value_parsers import integer_between, one_of, seconds_between
+from agent.shaping.settings import ShapingSettings
 
 if TYPE_CHECKING:
     from agent.lab.demo import DemoView
@@ -23,22 +25,28 @@ LAB_NAME = "demo"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
+    parser: CommandParser = sub.add_parser(
         "demo",
         help="lab node + agent + traffic + live view for a while, then remove everything",
         description="Brings up a lab node with 6 pods in 3 namespaces, runs the agent and iperf3 traffic, "
         "shows `podbw top`, changes one pod's limit midway, and tears it all down on exit (also on "
         "Ctrl-C and errors). Needs root.",
     )
-    add_flag(parser, "--duration", 30.0, "seconds to run before tearing down", type=float)
+    add_flag(
+        parser, "--duration", 30.0, "seconds to run before tearing down", seconds_between(0, 86400, low_included=False),
+        metavar="SECONDS",
+    )
     add_flag(
         parser, "--output", "auto", "live: a table redrawn in place; plain: a table every few seconds and event "
         "lines, for scripts; auto: live on a terminal, else plain",
-        choices=["auto", "live", "plain"],
+        one_of("auto", "live", "plain"), metavar="auto|live|plain",
     )
     add_flag(parser, "--demo-lab", LAB_NAME, "name of the demo's lab (its bridge, subnet and state dir derive from it)")
-    add_flag(parser, "--port", 0, "agent port on 127.0.0.1 (0: 9637 if free, else any free port)", type=int)
-    add_flag(parser, "--egress-mode", "pod", "where the agent limits pod egress", choices=list(EGRESS_MODES))
+    add_flag(
+        parser, "--port", 0, "agent port on 127.0.0.1 (0: 9637 if free, else any free port)", integer_between(0, 65535),
+        metavar="PORT",
+    )
+    add_settings_flags(parser, ShapingSettings, only=("egress_mode",))
     parser.set_defaults(func=run)
 
 
@@ -55,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     live = args.output == "live" or (args.output == "auto" and sys.stdout.isatty())
     settings = DemoSettings(
         lab_name=args.demo_lab,
-        duration_s=float(args.duration),
-        port=int(args.port) or None,
+        duration_s=args.duration,
+        port=args.port or None,
         egress_mode=args.egress_mode,
     )
 

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 from agent import __version__
-
+from agent.cli.flags import add_settings_flags, build_settings
+from agent.cli.parser import CommandParser, RootParser
+from agent.service.settings import LogSettings
 
 LONG_RUNNING = frozenset({"run", "demo", "lab"})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podbw", description=__doc__)
+    parser = RootParser(prog="podbw", description=__doc__)
     parser.add_argument("--version", action="version", version=f"podbw {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("PODBW_LOG_LEVEL"),
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default: info for long-running commands, warning otherwise; env PODBW_LOG_LEVEL)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Accepted before the command (`podbw --log-level debug run`) and after it (`podbw run --log.level debug`).
+    add_settings_flags(parser, LogSettings)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     from agent.cli import dashboards_cmd, demo_cmd, lab_cmd, pods_cmd, run_cmd, top_cmd
 
     run_cmd.register(sub)
@@ -31,20 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     top_cmd.register(sub)
     demo_cmd.register(sub)
     dashboards_cmd.register(sub)
+    for command in sub.choices.values():
+        add_settings_flags(command, LogSettings)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = args.log_level or ("info" if args.command in LONG_RUNNING else "warning")
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # apscheduler logs every job run at INFO: one line per second is noise, not an event.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    from agent.service.logs import configure
+
+    args = build_parser().parse_args(argv)
+    configure(build_settings(LogSettings, args), default_level="info" if args.command in LONG_RUNNING else "warn")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

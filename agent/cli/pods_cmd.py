@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -10,7 +11,10 @@ from dataclasses import asdict, dataclass
 
 from typing import TYPE_CHECKING
 
-from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
+from agent.cli.flags import add_discovery_flags, add_flag, build_settings
+from agent.cli.parser import CommandParser
+from agent.discovery.settings import DiscoverySettings
+from agent.model.value_parsers import one_of
 
 if TYPE_CHECKING:
     from agent.model.pod import Pod
@@ -31,15 +35,16 @@ class PodRow:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("pods", help="list the pods discovered on this node")
+    parser: CommandParser = sub.add_parser("pods", help="list the pods discovered on this node")
     add_discovery_flags(parser)
-    add_flag(parser, "--output", "table", "output format", choices=["table", "json"])
+    add_flag(parser, "--output", "table", "output format", one_of("table", "json"), metavar="table|json")
+    parser.make_settings = lambda args: build_settings(DiscoverySettings, args)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `podbw --help` and the other commands start fast.
-    from agent.discovery.discovery import Discovery, DiscoverySettings
+    from agent.discovery.discovery import Discovery
     from agent.discovery.registry import PodRegistry
     from agent.model.health import HealthRecorder
 
@@ -47,19 +52,15 @@ def run(args: argparse.Namespace) -> int:
         # One-shot: the failure is printed once below; the agent's log line would repeat it.
         logging.getLogger("agent.discovery").setLevel(logging.CRITICAL)
     registry = PodRegistry()
-    settings = DiscoverySettings(
-        cri_endpoint=cri_endpoint(args.cri_endpoint),
-        netns_dir=args.netns_dir,
-        cri_timeout_s=float(args.cri_timeout),
-        netns_fallback=True,  # a viewer: showing the pins without CRI changes nothing
-    )
+    # A viewer: showing the pins without CRI changes nothing.
+    settings: DiscoverySettings = dataclasses.replace(args.settings, netns_fallback=True)
     discovery = Discovery(registry, settings, HealthRecorder())
     discovery.resync()
     ready, reason = discovery.ready()
     if not ready:
         print(f"podbw pods: {reason}", file=sys.stderr)
         return 1
-    if discovery.mode == "netns" and settings.cri_endpoint and args.cri_endpoint != "auto":
+    if discovery.mode == "netns" and settings.cri_endpoint:
         print(
             f"podbw pods: {settings.cri_endpoint} does not exist; listing the namespaces pinned in "
             f"{settings.netns_dir} (no CRI metadata or annotations)",

@@ -8,12 +8,17 @@ plain table and exits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from typing import TYPE_CHECKING
 
-from agent.cli.flags import add_discovery_flags, add_flag, cri_endpoint
-from agent.shaping.settings import EGRESS_MODES
+from agent.cli.flags import add_discovery_flags, add_flag, add_settings_flags, build_settings
+from agent.cli.parser import CommandParser
+from agent.discovery.settings import DiscoverySettings
+from agent.model.value_parsers import boolean, seconds_between
+from agent.service.settings import AgentSettings
+from agent.shaping.settings import ShapingSettings
 
 if TYPE_CHECKING:
     from agent.cli.top_rows import PodRow
@@ -23,22 +28,28 @@ DEFAULT_URL = "http://127.0.0.1:9637/metrics"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("top", help="live view of every pod's limits, throughput and shaping state")
+    parser: CommandParser = sub.add_parser(
+        "top",
+        help="live view of every pod's limits, throughput and shaping state",
+        description="The discovery flags, --egress-mode and --annotations-file are used only when "
+        "--url does not answer: podbw top then samples this node itself, looking where the agent looks.",
+    )
     add_flag(parser, "--url", DEFAULT_URL, "the agent's /metrics; if nothing answers, podbw top samples itself")
-    add_flag(parser, "--no-fallback", False, "fail instead of sampling when --url does not answer", action="store_true")
-    add_flag(parser, "--once", False, "print one plain table and exit (the default without a terminal)", action="store_true")
-    add_flag(parser, "--interval", 1.0, "refresh period in seconds", type=float)
-    # For the fallback only: it must look where the agent looks to report what the agent did.
+    add_flag(parser, "--no-fallback", False, "fail instead of sampling when --url does not answer", boolean, switch=True)
+    add_flag(
+        parser, "--once", False, "print one plain table and exit (the default without a terminal)", boolean, switch=True
+    )
+    add_flag(parser, "--interval", 1.0, "refresh period in seconds", seconds_between(0.1, 3600), metavar="SECONDS")
     add_discovery_flags(parser)
-    add_flag(parser, "--egress-mode", "pod", "where the agent limits pod egress (fallback only)", choices=list(EGRESS_MODES))
-    add_flag(parser, "--annotations-file", None, "the agent's annotations file (fallback only)")
+    add_settings_flags(parser, ShapingSettings, only=("egress_mode",))
+    add_settings_flags(parser, AgentSettings, only=("annotations_file",))
+    parser.make_settings = lambda args: build_settings(DiscoverySettings, args)
     parser.set_defaults(func=run)
 
 
 def open_source(args: argparse.Namespace) -> tuple[RowSource, list[PodRow]]:
     """The agent at --url, or the local fallback; with the first rows already fetched."""
     from agent.cli.top_sources import LocalSource, MetricsSource, SourceUnreachable
-    from agent.discovery.discovery import DiscoverySettings
 
     remote = MetricsSource(args.url)
     try:
@@ -48,15 +59,11 @@ def open_source(args: argparse.Namespace) -> tuple[RowSource, list[PodRow]]:
             raise
         print(f"podbw top: {err}; sampling this node directly (observe-only)", file=sys.stderr)
     local = LocalSource(
-        DiscoverySettings(
-            cri_endpoint=cri_endpoint(args.cri_endpoint),
-            netns_dir=args.netns_dir,
-            cri_timeout_s=float(args.cri_timeout),
-            netns_fallback=True,  # observe-only: showing the pins without CRI changes nothing
-        ),
+        # Observe-only: showing the pins without CRI changes nothing.
+        dataclasses.replace(args.settings, netns_fallback=True),
         egress_mode=args.egress_mode,
         annotations_file=args.annotations_file,
-        interval_s=float(args.interval),
+        interval_s=args.interval,
     )
     try:
         return local, local.rows()
@@ -71,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.cli.top_screen import LiveScreen, TopViewer, frame_title
     from agent.cli.top_sources import SourceError
 
-    interval_s = float(args.interval)
-    if interval_s <= 0:
-        print("podbw top: --interval must be positive", file=sys.stderr)
-        return 2
+    interval_s: float = args.interval
     try:
         source, rows = open_source(args)
     except SourceError as err:

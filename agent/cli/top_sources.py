@@ -17,11 +17,13 @@ import urllib.error
 import urllib.request
 
 from agent.cli.top_rows import MetricsFormatError, PodRow, rows_from_metrics_text, rows_from_snapshot
-from agent.discovery.discovery import Discovery, DiscoverySettings
+from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import PodRegistry
+from agent.discovery.settings import DiscoverySettings
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
+from agent.model.log_fields import pod_fields
 from agent.model.pod import Pod
 from agent.model.snapshot import Snapshot
 from agent.netlink.stats_socket import StatsSocketPool
@@ -141,7 +143,7 @@ class LocalSource:
             try:
                 self._reconciler.reconcile(pod)
             except Exception as err:  # one odd pod must not blank the whole view
-                log.debug("pod %s: %s", pod.key, err)
+                log.debug("pod left out of the view", extra=pod_fields(pod, cause=str(err)))
         self._seen = {pod.sandbox_id: pod for pod in pods}
         return self._sampler.sample_once()
 

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -33,6 +32,7 @@ from agent.discovery.inotify import (
 )
 from agent.discovery.netns_source import is_pod_netns, pod_from_netns, scan_netns_dir
 from agent.discovery.registry import PodRegistry
+from agent.discovery.settings import DiscoverySettings
 from agent.discovery.shared_netns import one_pod_per_netns
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod, display_key
@@ -48,21 +48,6 @@ CRI_PROBE_INTERVAL_S = 2.0
 """How often a runtime without an event stream is asked whether it is still there."""
 
 
-@dataclass(frozen=True)
-class DiscoverySettings:
-    cri_endpoint: str | None = "unix:///var/run/crio/crio.sock"
-    """CRI runtime socket; None disables CRI and uses the netns directory alone."""
-    netns_dir: str = "/var/run/netns"
-    """Where the runtime pins pod network namespaces."""
-    resync_interval_s: float = 30.0
-    """Full resync period: the safety net for missed events."""
-    cri_timeout_s: float = 2.0
-    """Deadline of every unary CRI call."""
-    lookup_timeout_s: float = 10.0
-    """How long a new pin is followed before the next resync takes over."""
-    netns_fallback: bool = False
-    """List the pins while the runtime cannot be reached, for read-only viewers (`podbw pods`).
-    Never for the agent: pins carry no annotations, so shaping them would lift every limit."""
 
 
 class Discovery:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
@@ -16,6 +17,7 @@ from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
 from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
+from agent.model.log_fields import pod_fields
 from agent.netlink.stats_socket import StatsSocketPool
 from agent.service.http import MetricsServer
 from agent.service.node_lock import NodeLock
@@ -54,9 +56,9 @@ class Agent:
             shaping=self.reconciler.statuses,
             pool=self.pool,
             health=self.health,
-            interval_s=settings.sample_interval_s,
-            peak_window_s=settings.peak_window_s,
-            max_interfaces=settings.max_interfaces_per_pod,
+            interval_s=settings.sampling.interval_s,
+            peak_window_s=settings.sampling.peak_window_s,
+            max_interfaces=settings.sampling.max_interfaces_per_pod,
         )
         self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry.register(
@@ -65,19 +67,19 @@ class Agent:
                 health=self.health.data,
                 pods_count=lambda: len(self.registry),
                 version=__version__,
-                interval_s=settings.sample_interval_s,
-                max_interfaces=settings.max_interfaces_per_pod,
+                interval_s=settings.sampling.interval_s,
+                max_interfaces=settings.sampling.max_interfaces_per_pod,
             )
         )
         self.http = MetricsServer(
-            settings.listen_address,
+            settings.web.listen_address,
             self.metrics_registry,
             healthy=self._healthy,
             ready=self._ready,
-            web_config_file=settings.web_config_file,
-            certfile=settings.tls_cert_file,
-            keyfile=settings.tls_key_file,
-            client_cafile=settings.tls_client_ca_file,
+            web_config_file=settings.web.config_file,
+            certfile=settings.web.tls_cert_file,
+            keyfile=settings.web.tls_key_file,
+            client_cafile=settings.web.tls_client_ca_file,
             render_key=lambda: self.sampler.latest,
         )
         self.scheduler = BackgroundScheduler(daemon=True)
@@ -109,7 +111,7 @@ class Agent:
             __version__,
             len(self.registry),
             self.discovery.mode,
-            self.settings.listen_address,
+            self.settings.web.listen_address,
         )
 
     def stop(self) -> None:
@@ -166,26 +168,26 @@ class Agent:
             if work is None:
                 continue
             for pod in work.removed:
-                self._guarded(pod.display, lambda p=pod: self.reconciler.forget(p))
+                self._guarded("forgetting the pod", lambda p=pod: self.reconciler.forget(p), pod_fields(pod))
             done = set()
             for pod, seen in work.pods:
-                self._guarded(pod.display, lambda p=pod, s=seen: self.reconciler.reconcile(p, s))
+                self._guarded("reconcile", lambda p=pod, s=seen: self.reconciler.reconcile(p, s), pod_fields(pod))
                 done.add(pod.sandbox_id)
             if work.full:
                 pods = self.registry.pods()
                 for pod in pods:
                     if pod.sandbox_id not in done:
-                        self._guarded(pod.display, lambda p=pod: self.reconciler.reconcile(p))
+                        self._guarded("reconcile", lambda p=pod: self.reconciler.reconcile(p), pod_fields(pod))
                 if self.node_lock.held and self.discovery.listing_is_complete():
                     # An ifb of a pod that is merely unknown while the runtime is down is no orphan.
-                    self._guarded("orphans", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
+                    self._guarded("orphan cleanup", lambda: self.reconciler.collect_orphans({p.sandbox_id for p in pods}))
 
     @staticmethod
-    def _guarded(what: str, fn) -> None:
+    def _guarded(what: str, fn: Callable[[], object], fields: dict[str, str] | None = None) -> None:
         try:
             fn()
         except Exception:  # one bad pod must never stop shaping for the others
-            log.exception("reconcile %s failed", what)
+            log.exception("%s failed", what, extra=fields)
 
     def _ready(self) -> tuple[bool, str]:
         if not self.node_lock.held:
@@ -197,6 +199,6 @@ class Agent:
         if last is None:
             return True, "starting"
         age_s = time.monotonic() - last
-        if age_s > STALL_INTERVALS * self.settings.sample_interval_s + 1.0:
+        if age_s > STALL_INTERVALS * self.settings.sampling.interval_s + 1.0:
             return False, f"sampler stalled: last sample {age_s:.1f}s ago"
         return True, "ok"

@@ -17,6 +17,7 @@ from agent.model.annotations import EGRESS_LATENCY, DesiredDirection, desired_sh
 from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
 from agent.model.health import HealthRecorder
+from agent.model.log_fields import pod_fields
 from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
@@ -454,7 +455,8 @@ class Reconciler:
         self._problems.report(pod.sandbox_id, cause_key(problem), report)
 
     def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
-        log.error("pod %s: annotation %s invalid, %s left unshaped: %s", pod.display, want.error_key, want.direction.value, want.error)
+        fields = pod_fields(pod, want.direction, cause=want.error)
+        log.error("annotation invalid; direction left unshaped", extra={**fields, "annotation": want.error_key})
         self._health.annotation_error(want.error_key)
 
 

@@ -194,7 +194,7 @@ def test_agent_flags_are_accepted_by_podbw_run(scenario: harness.Rendered, monke
     args = parse_agent_flags(scenario, monkeypatch)
     agent = scenario.values["agent"]
     assert args.command == "run"
-    assert args.log_level == agent["logLevel"]
+    assert getattr(args, "log.level") == {"warning": "warn"}.get(agent["logLevel"], agent["logLevel"])
     assert args.cri_endpoint == "unix://" + agent["criSocket"]
     assert float(args.cri_timeout) == agent["criTimeoutSeconds"]
     assert args.netns_dir == agent["netnsDir"]
@@ -451,14 +451,14 @@ def test_notes_warn_when_the_job_label_is_not_podbw(render, values: dict, warned
 
 
 def test_helm_numbers_render_as_helm_renders_them(render, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Values are float64 in Helm: integral ones must still print as integers in flags.
+    # Values are float64 in Helm, printed with exponents beyond 1e6 and below 1e-4.
     rendered = render(
-        {"agent": {"resyncIntervalSeconds": 1000000, "peakWindowSeconds": 0.25}, "serviceMonitor": {"enabled": True, "sampleLimit": 10000000}}
+        {"agent": {"criTimeoutSeconds": 0.00005, "peakWindowSeconds": 0.25}, "serviceMonitor": {"enabled": True, "sampleLimit": 10000000}}
     )
     args = agent_container(rendered)["args"]
-    assert "--resync-interval=1e+06" in args  # what Helm prints, and float() reads it back
+    assert "--cri-timeout=5e-05" in args  # what Helm prints, and podbw reads it back
     assert "--peak-window=0.25" in args
-    assert float(parse_agent_flags(rendered, monkeypatch).resync_interval) == 1e6
+    assert parse_agent_flags(rendered, monkeypatch).cri_timeout == 5e-05
     assert rendered.one("ServiceMonitor")["spec"]["sampleLimit"] == 10000000
 
 

@@ -184,8 +184,10 @@ def test_invalid_annotation_is_isolated_to_its_direction_and_pod(lab_factory, re
     assert {d.state for d in status_good.directions.values()} == {ShapingState.APPLIED}
     assert tc_probe.root(bad.host_veth)["kind"] == "noqueue"
     assert health.data().annotation_errors == {"kubernetes.io/ingress-bandwidth": 1}
-    lines = [r.getMessage() for r in caplog.records if "invalid" in r.getMessage()]
-    assert len(lines) == 1 and "ns/bad" in lines[0] and "kubernetes.io/ingress-bandwidth" in lines[0]
+    lines = [vars(r) for r in caplog.records if "invalid" in r.getMessage()]
+    assert len(lines) == 1
+    fields = {k: lines[0].get(k) for k in ("namespace", "pod", "direction", "annotation")}
+    assert fields == {"namespace": "ns", "pod": "bad", "direction": "ingress", "annotation": "kubernetes.io/ingress-bandwidth"}
 
 
 def test_annotation_removed_removes_the_limit(lab_factory, reconcilers) -> None:

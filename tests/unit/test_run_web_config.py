@@ -59,6 +59,6 @@ def test_deprecated_flags_say_so_in_their_help() -> None:
                           text=True, timeout=60)
     help_text = " ".join(done.stdout.split())
     for flag in ("--web.tls-cert-file", "--web.tls-key-file", "--web.tls-client-ca-file"):
-        assert f"{flag} WEB.TLS" in help_text
+        assert f"{flag} FILE" in help_text
     assert help_text.count("DEPRECATED, use --web.config.file") == 3
     assert "PODBW_WEB_CONFIG_FILE" in help_text

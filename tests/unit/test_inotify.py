@@ -1,7 +1,6 @@
 import os
 import struct
 
-from agent.cli.flags import env_name
 from agent.discovery.inotify import IN_CREATE, IN_DELETE, Inotify, parse_events
 
 
@@ -19,8 +18,3 @@ def test_inotify_reports_a_created_file(tmp_path) -> None:
         os.unlink(tmp_path / "pin")
         events = inotify.read(1.0)
     assert [(e.mask & (IN_CREATE | IN_DELETE), e.name) for e in events] == [(IN_CREATE, "pin"), (IN_DELETE, "pin")]
-
-
-def test_env_names() -> None:
-    assert env_name("--cri-endpoint") == "PODBW_CRI_ENDPOINT"
-    assert env_name("--web.listen-address") == "PODBW_WEB_LISTEN_ADDRESS"
