@@ -36,9 +36,10 @@ def add_discovery_flags(parser: argparse.ArgumentParser) -> None:
 
 AUTO_CRI_ENDPOINTS = (
     "unix:///var/run/crio/crio.sock",
+    "unix:///run/containerd/containerd.sock",
     "unix:///run/podbw-lab/crio.sock",
 )
-"""Like crictl, try the usual sockets: CRI-O's, then the default `podbw lab`'s."""
+"""Like crictl, try the usual sockets: CRI-O's, containerd's, then the default `podbw lab`'s."""
 
 
 def cri_endpoint(value: str) -> str | None:
