@@ -81,12 +81,12 @@ class Lab:
         write_state(self.state_path, pods)
 
 
-def _start_lab(short_dir: Path, pods: list[dict] | None, pod_events: bool) -> Lab:
+def _start_lab(short_dir: Path, pods: list[dict] | None, pod_events: bool, runtime: str = "crio") -> Lab:
     state_path = short_dir / "state.json"
     if pods is not None:
         write_state(state_path, pods)
     socket_path = short_dir / "crio.sock"
-    return Lab(state_path, socket_path, serve(str(state_path), str(socket_path), pod_events))
+    return Lab(state_path, socket_path, serve(str(state_path), str(socket_path), pod_events, runtime))
 
 
 @pytest.fixture
@@ -103,6 +103,21 @@ def lab_without_events(short_dir: Path) -> Iterator[Lab]:
     started.server.stop(0).wait()
 
 
+CONTAINERD_PIN = "cni-0b4a8f0e-aaaa-4c1e-9d6a-000000000001"
+
+
+@pytest.fixture
+def containerd_client(short_dir: Path) -> Iterator[CriClient]:
+    """The lab's server answering as containerd; its host-network pod has no pin, as there."""
+    pin = short_dir / CONTAINERD_PIN
+    pin.write_text("")  # containerd reports a pin that is gone as netNamespaceClosed
+    started = _start_lab(short_dir, [dict(POD_A, netns_path=str(pin)), dict(POD_HOST, netns_path="", ip="")],
+                         pod_events=True, runtime="containerd")
+    with CriClient(f"unix://{started.socket_path}", timeout_s=TIMEOUT_S) as c:
+        yield c
+    started.server.stop(0).wait()
+
+
 @pytest.fixture
 def client(lab: Lab) -> Iterator[CriClient]:
     with CriClient(f"unix://{lab.socket_path}", timeout_s=TIMEOUT_S) as c:
@@ -116,6 +131,19 @@ def test_version_answers_like_crio(client: CriClient) -> None:
     assert version.runtime_name == "cri-o"
     assert version.runtime_version == "1.31.0-podbw-lab"
     assert version.runtime_api_version == "v1"
+
+
+def test_version_answers_like_containerd(containerd_client: CriClient) -> None:
+    version = containerd_client.version()
+    assert (version.runtime_name, version.runtime_version, version.runtime_api_version) == (
+        "containerd", "v2.1.0-podbw-lab", "v1")
+
+
+def test_containerd_status_gives_the_pin_and_none_for_host_network(containerd_client: CriClient) -> None:
+    details = containerd_client.sandbox_status(POD_A["sandbox_id"])
+    assert os.path.basename(details.netns_path or "") == CONTAINERD_PIN and not details.host_network
+    host = containerd_client.sandbox_status(POD_HOST["sandbox_id"])
+    assert host.host_network and host.netns_path is None
 
 
 def test_bare_path_endpoint_works(lab: Lab) -> None:
@@ -564,7 +592,7 @@ def test_bad_verbose_info_is_info_error_naming_endpoint_and_sandbox(
 ) -> None:
     from agent.lab import cri_server
 
-    monkeypatch.setattr(cri_server.LabSandbox, "verbose_info", lambda self: {"info": "{broken"})
+    monkeypatch.setattr(cri_server.LabSandbox, "verbose_info", lambda self, runtime: {"info": "{broken"})
     with pytest.raises(CriInfoError) as caught:
         client.sandbox_status(POD_A["sandbox_id"])
     assert str(caught.value).startswith(
