@@ -9,13 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from agent.cri import wire
+from agent.cri import runtime_pb2 as pb
 from agent.cri.endpoint import Endpoint
 from agent.cri.errors import CriError, CriInfoError
 from agent.cri.info import netns_path_from_info
@@ -36,12 +36,14 @@ CHANNEL_OPTIONS = (
 )
 
 EVENT_TYPE_NAMES = {
-    wire.CONTAINER_CREATED_EVENT: "CREATED",
-    wire.CONTAINER_STARTED_EVENT: "STARTED",
-    wire.CONTAINER_STOPPED_EVENT: "STOPPED",
-    wire.CONTAINER_DELETED_EVENT: "DELETED",
+    pb.CONTAINER_CREATED_EVENT: "CREATED",
+    pb.CONTAINER_STARTED_EVENT: "STARTED",
+    pb.CONTAINER_STOPPED_EVENT: "STOPPED",
+    pb.CONTAINER_DELETED_EVENT: "DELETED",
 }
 UNKNOWN_EVENT = "UNKNOWN"
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class CriClient:
             channel.close()
 
     def version(self) -> RuntimeVersion:
-        response = self._unary("Version", wire.VersionRequest(version="v1"), wire.VersionResponse)
+        response = self._unary("Version", pb.VersionRequest(version="v1"), pb.VersionResponse)
         return RuntimeVersion(
             runtime_name=response.runtime_name,
             runtime_version=response.runtime_version,
@@ -174,10 +176,11 @@ class CriClient:
         )
 
     def list_ready_sandboxes(self) -> list[SandboxSummary]:
-        request = wire.ListPodSandboxRequest(
-            filter=wire.PodSandboxFilter(state=wire.PodSandboxStateValue(state=wire.SANDBOX_READY))
+        # An explicit state, even READY (0), is what makes the runtime filter: CRI-O checks presence.
+        request = pb.ListPodSandboxRequest(
+            filter=pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_READY))
         )
-        response = self._unary("ListPodSandbox", request, wire.ListPodSandboxResponse)
+        response = self._unary("ListPodSandbox", request, pb.ListPodSandboxResponse)
         return [
             SandboxSummary(
                 id=item.id,
@@ -185,7 +188,7 @@ class CriClient:
                 uid=item.metadata.uid,
                 namespace=item.metadata.namespace,
                 attempt=item.metadata.attempt,
-                ready=item.state == wire.SANDBOX_READY,
+                ready=item.state == pb.SANDBOX_READY,
                 created_at_ns=item.created_at,
                 annotations=dict(item.annotations),
             )
@@ -194,8 +197,8 @@ class CriClient:
 
     def sandbox_status(self, sandbox_id: str) -> SandboxDetails:
         """Verbose status of one sandbox; CriNotFound when the runtime no longer has it."""
-        request = wire.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True)
-        response = self._unary("PodSandboxStatus", request, wire.PodSandboxStatusResponse)
+        request = pb.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True)
+        response = self._unary("PodSandboxStatus", request, pb.PodSandboxStatusResponse)
         status = response.status
         try:
             netns_path = netns_path_from_info(response.info)
@@ -207,11 +210,11 @@ class CriClient:
             uid=status.metadata.uid,
             namespace=status.metadata.namespace,
             attempt=status.metadata.attempt,
-            ready=status.state == wire.SANDBOX_READY,
+            ready=status.state == pb.SANDBOX_READY,
             created_at_ns=status.created_at,
             annotations=dict(status.annotations),
             netns_path=netns_path,
-            host_network=status.linux.namespaces.options.network == wire.NODE,
+            host_network=status.linux.namespaces.options.network == pb.NODE,
             ip=status.network.ip,
         )
 
@@ -222,19 +225,19 @@ class CriClient:
         channel = self._ready_channel()
         call = channel.unary_stream(
             SERVICE + "GetContainerEvents",
-            request_serializer=wire.encode,
-            response_deserializer=partial(wire.decode, wire.ContainerEventResponse),
-        )(wire.GetEventsRequest(), timeout=timeout_s)
+            request_serializer=pb.GetEventsRequest.SerializeToString,
+            response_deserializer=pb.ContainerEventResponse.FromString,
+        )(pb.GetEventsRequest(), timeout=timeout_s)
         return EventStream(call, self.endpoint, timeout_s, lambda: self._closed)
 
-    def _unary(self, method: str, request: tuple, response_type: type[wire.M]) -> wire.M:
+    def _unary(self, method: str, request: Message, response_type: type[M]) -> M:
         channel = self._ready_channel()
-        # An answer that is not valid protobuf (CriWireError in decode) comes back from gRPC as
-        # INTERNAL "Exception deserializing response!", which rpc_errors reports as CriNotCri.
+        # An answer that is not valid protobuf (DecodeError in FromString) comes back from gRPC
+        # as INTERNAL "Exception deserializing response!", which rpc_errors reports as CriNotCri.
         stub = channel.unary_unary(
             SERVICE + method,
-            request_serializer=wire.encode,
-            response_deserializer=partial(wire.decode, response_type),
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_type.FromString,
         )
         try:
             return stub(request, timeout=self.timeout_s)
@@ -255,7 +258,7 @@ class CriClient:
             return self._channel
 
 
-def _event_from_response(response: wire.ContainerEventResponse) -> SandboxEvent:
+def _event_from_response(response: pb.ContainerEventResponse) -> SandboxEvent:
     sandbox_id = response.pod_sandbox_status.id
     return SandboxEvent(
         container_id=response.container_id,

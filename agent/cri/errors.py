@@ -19,14 +19,6 @@ class CriNotCri(CriError):
     """Something answers on the socket, but it is not a CRI v1 runtime."""
 
 
-class CriWireError(CriNotCri):
-    """An answer is not valid protobuf for the CRI message expected (agent.cri.wire).
-
-    Raised inside gRPC's response deserializer, which turns it into INTERNAL "Exception
-    deserializing response!": callers see CriNotCri, as they did with the protobuf library.
-    """
-
-
 class CriNotFound(CriError):
     """The runtime does not know the sandbox asked for (it may have just been removed)."""
 

@@ -1,4 +1,11 @@
-"""Read the pinned network namespace path out of CRI-O's verbose PodSandboxStatus info."""
+"""Read the pinned network namespace path out of a runtime's verbose PodSandboxStatus info.
+
+CRI-O and containerd both put one JSON document under info["info"], and both include the
+sandbox's OCI spec as `runtimeSpec`, whose network namespace entry names the pin. containerd
+adds `netNamespaceClosed` (its pin is gone) and, since 2.0, `sandboxMetadata`, whose NetNSPath
+is the pin it made, there even when `runtimeSpec` is not (containerd's SandboxInfo, in
+internal/cri/server/podsandbox/types/sandbox_info.go).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from typing import Any
 from agent.cri.errors import CriInfoError
 
 INFO_KEY = "info"
-"""CRI-O puts its whole verbose status, as one JSON string, under this key."""
+"""CRI-O and containerd put their whole verbose status, as one JSON string, under this key."""
 MAX_INFO_BYTES = 4 * 1024 * 1024
 """Real info documents are a few KiB; a bigger one is refused before json.loads spends on it."""
 
@@ -17,9 +24,11 @@ MAX_INFO_BYTES = 4 * 1024 * 1024
 def netns_path_from_info(info: Mapping[str, str]) -> str | None:
     """Path of the sandbox's network namespace from `info`, or None when it names none.
 
-    None means: no "info" key, no runtimeSpec.linux.namespaces, or no "network" entry with a
-    non-empty path (e.g. a runtime that is not CRI-O). CriInfoError means the document is there
-    but broken: not JSON, too big, nested too deep, or a field of the wrong type.
+    None means: no "info" key; containerd says the namespace is closed; or neither a "network"
+    entry with a non-empty path in runtimeSpec.linux.namespaces nor a non-empty
+    sandboxMetadata.Metadata.NetNSPath (host-network pods have neither). CriInfoError means
+    the document is there but broken: not JSON, too big, nested too deep, or a field of the
+    wrong type.
     """
     if not isinstance(info, Mapping):
         raise CriInfoError(f"verbose info: expected a map, got {type(info).__name__}")
@@ -27,6 +36,12 @@ def netns_path_from_info(info: Mapping[str, str]) -> str | None:
     if text is None:
         return None
     document = _load_json(text)
+    if _optional_field(document, "netNamespaceClosed", bool, "info"):
+        return None  # containerd found the pin unmounted or removed: nothing left to shape
+    return _runtime_spec_netns_path(document) or _sandbox_metadata_netns_path(document)
+
+
+def _runtime_spec_netns_path(document: dict[str, Any]) -> str | None:
     runtime_spec = _optional_field(document, "runtimeSpec", dict, "info")
     if runtime_spec is None:
         return None
@@ -46,6 +61,16 @@ def netns_path_from_info(info: Mapping[str, str]) -> str | None:
         if path:
             return path
     return None
+
+
+def _sandbox_metadata_netns_path(document: dict[str, Any]) -> str | None:
+    metadata = _optional_field(document, "sandboxMetadata", dict, "info")
+    if metadata is None:
+        return None
+    inner = _optional_field(metadata, "Metadata", dict, "sandboxMetadata")
+    if inner is None:
+        return None
+    return _optional_field(inner, "NetNSPath", str, "sandboxMetadata.Metadata") or None
 
 
 def _load_json(text: object) -> dict[str, Any]:

@@ -11,11 +11,13 @@ from agent.model.option import setting
 from agent.model.value_parsers import directory, seconds_between, shown
 
 CRIO_ENDPOINT = "unix:///var/run/crio/crio.sock"
+CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
 AUTO_CRI_ENDPOINTS = (
     CRIO_ENDPOINT,
+    CONTAINERD_ENDPOINT,
     "unix:///run/podbw-lab/crio.sock",
 )
-"""Like crictl, try the usual sockets: CRI-O's, then the default `podbw lab`'s."""
+"""Like crictl, try the usual sockets: CRI-O's, containerd's, then the default `podbw lab`'s."""
 
 
 def parse_cri_endpoint(text: str) -> str | None:

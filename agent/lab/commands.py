@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from agent.lab.config import DEFAULT_NAME, LabConfig, lab_names
 from agent.lab.errors import LabError
+from agent.lab.runtimes import DEFAULT_RUNTIME, RUNTIMES
 
 if TYPE_CHECKING:
     from agent.lab.spec import PodSpec
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 
 def add_lab_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     lab = subparsers.add_parser(
-        "lab", help="CRI-O-like node simulator (pods, CNI, CRI socket)",
-        description="A CRI-O-like node on this machine: pinned pod namespaces wired by the real "
-        "CNI bridge plugin, and a CRI server on a unix socket. Needs root.",
+        "lab", help="CRI-O- or containerd-like node simulator (pods, CNI, CRI socket)",
+        description="A CRI-O- or containerd-like node on this machine: pinned pod namespaces wired "
+        "by the real CNI bridge plugin, and a CRI server on a unix socket. Needs root.",
     )
     sub = lab.add_subparsers(dest="lab_command", required=True, metavar="SUBCOMMAND")
 
@@ -35,6 +36,10 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         help="serve GetContainerEvents like CRI-O with enable_pod_events=true (default: on)",
     )
     up.add_argument("--cni-bandwidth", action="store_true", help="chain the CNI bandwidth plugin, fed from pod annotations")
+    up.add_argument(
+        "--runtime", choices=list(RUNTIMES), default=DEFAULT_RUNTIME,
+        help="runtime the CRI server answers as: Version, verbose sandbox info, pin names (default: %(default)s)",
+    )
     up.set_defaults(func=_guarded(_cmd_up))
 
     add = sub.add_parser("add", help="add one pod to a running lab")
@@ -97,10 +102,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
     start_cri = cri_process.cri_server_available()
     if not start_cri:
         print(f"podbw lab up: warning: {cri_process.CRI_SERVER_MODULE} is missing; no CRI socket", file=sys.stderr)
-    pods = node.up(specs, pod_events=args.pod_events, cni_bandwidth=args.cni_bandwidth, start_cri=start_cri)
+    pods = node.up(specs, pod_events=args.pod_events, cni_bandwidth=args.cni_bandwidth, start_cri=start_cri,
+                   runtime=args.runtime)
     cfg = node.config
     print(
-        f"lab {cfg.name} up: {len(pods)} pods, bridge {cfg.bridge}, subnet {cfg.subnet}, "
+        f"lab {cfg.name} up as {args.runtime}: {len(pods)} pods, bridge {cfg.bridge}, subnet {cfg.subnet}, "
         f"netns {cfg.netns_dir}, socket {cfg.socket if start_cri else '(none)'}"
     )
     return 0
@@ -150,7 +156,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         raise LabError(f"lab {args.name!r} is not up")
     pid = node.cri_server_pid()
     print(
-        f"lab {state.name}: bridge {state.bridge}, subnet {state.subnet}, netns {state.netns_dir}, "
+        f"lab {state.name} ({state.runtime}): bridge {state.bridge}, subnet {state.subnet}, netns {state.netns_dir}, "
         f"CRI {state.socket} ({f'pid {pid}' if pid else 'not running'}), "
         f"pod events {'on' if state.pod_events else 'off'}, cni bandwidth {'on' if state.cni_bandwidth else 'off'}"
     )

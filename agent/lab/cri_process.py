@@ -43,7 +43,7 @@ def _is_ours(pid: int, config: LabConfig) -> bool:
     return CRI_SERVER_MODULE in cmdline and config.state_file in cmdline
 
 
-def start(config: LabConfig, pod_events: bool) -> subprocess.Popen[bytes]:
+def start(config: LabConfig, pod_events: bool, runtime: str) -> subprocess.Popen[bytes]:
     """Start the server and wait until its socket exists."""
     if not cri_server_available():
         raise LabError(f"{CRI_SERVER_MODULE} is not installed; cannot serve CRI on {config.socket}")
@@ -57,6 +57,7 @@ def start(config: LabConfig, pod_events: bool) -> subprocess.Popen[bytes]:
         "--state", config.state_file,
         "--socket", config.socket,
         "--pod-events" if pod_events else "--no-pod-events",
+        "--runtime", runtime,
     ]
     env = dict(os.environ)
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(agent.__file__)))

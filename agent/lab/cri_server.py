@@ -1,12 +1,14 @@
-"""The lab's CRI-O impersonation: a CRI v1 RuntimeService on a unix socket, served from the
+"""The lab's runtime impersonation: a CRI v1 RuntimeService on a unix socket, served from the
 lab's state file (`<state_dir>/state.json`, rewritten atomically by the lab's network code).
 
-Answers as CRI-O 1.31 does for the calls podbw makes: verbose info JSON with
-runtimeSpec.linux.namespaces[].path, NODE network mode for host-network pods, NOT_FOUND for
-unknown sandboxes, and GetContainerEvents that either ends at once (CRI-O's default,
-enable_pod_events=false) or reports sandboxes appearing and disappearing from the state file.
+Answers as CRI-O 1.31 or containerd 2.x does for the calls podbw makes: Version with that
+runtime's name, verbose info JSON in that runtime's layout (agent/lab/sandbox_info.py), NODE
+network mode for host-network pods, NOT_FOUND for unknown sandboxes, and GetContainerEvents
+that either ends at once (CRI-O's default, enable_pod_events=false) or reports sandboxes
+appearing and disappearing from the state file.
 
-    python -m agent.lab.cri_server --state PATH --socket PATH [--pod-events | --no-pod-events]
+    python -m agent.lab.cri_server --state PATH --socket PATH [--runtime crio|containerd]
+        [--pod-events | --no-pod-events]
 
 State file: {"name": ..., "pods": [{"sandbox_id", "uid", "namespace", "name", "attempt",
 "netns_path", "host_network", "ip", "host_veth", "annotations", "labels", "created_at_ns"}]};
@@ -33,11 +35,12 @@ from typing import Any
 import grpc
 
 from agent.cri import runtime_pb2 as pb
+from agent.lab import sandbox_info
+from agent.lab.errors import LabError
+from agent.lab.runtimes import CRIO, DEFAULT_RUNTIME, RUNTIMES, Runtime, runtime_named
 
 log = logging.getLogger(__name__)
 
-RUNTIME_NAME = "cri-o"
-RUNTIME_VERSION = "1.31.0-podbw-lab"
 RUNTIME_API_VERSION = "v1"
 KUBELET_API_VERSION = "0.1.0"
 SERVICE_NAME = "runtime.v1.RuntimeService"
@@ -117,23 +120,8 @@ class LabSandbox:
             runtime_handler="",
         )
 
-    def verbose_info(self) -> dict[str, str]:
-        """CRI-O's shape: one key "info" holding a JSON document (drop_infra_ctr: pid 0)."""
-        document = {
-            "sandboxID": self.sandbox_id,
-            "image": "",
-            "pid": 0,
-            "runtimeSpec": {
-                "linux": {
-                    "namespaces": [
-                        {"type": "network", "path": self.netns_path},
-                        {"type": "ipc"},
-                        {"type": "uts"},
-                    ]
-                }
-            },
-        }
-        return {"info": json.dumps(document)}
+    def verbose_info(self, runtime: str) -> dict[str, str]:
+        return sandbox_info.verbose_info(runtime, self)
 
 
 class StateFile:
@@ -181,9 +169,10 @@ def _parse_state(path: str) -> dict[str, LabSandbox]:
 class LabRuntimeService:
     """The RuntimeService handlers; one instance serves all connections."""
 
-    def __init__(self, state: StateFile, pod_events: bool) -> None:
+    def __init__(self, state: StateFile, pod_events: bool, runtime: Runtime = CRIO) -> None:
         self.state = state
         self.pod_events = pod_events
+        self.runtime = runtime
         self.stopping = threading.Event()
 
     def _pods(self, context: grpc.ServicerContext) -> dict[str, LabSandbox]:
@@ -196,8 +185,8 @@ class LabRuntimeService:
     def version(self, request: pb.VersionRequest, context: grpc.ServicerContext) -> pb.VersionResponse:
         return pb.VersionResponse(
             version=KUBELET_API_VERSION,
-            runtime_name=RUNTIME_NAME,
-            runtime_version=RUNTIME_VERSION,
+            runtime_name=self.runtime.runtime_name,
+            runtime_version=self.runtime.runtime_version,
             runtime_api_version=RUNTIME_API_VERSION,
         )
 
@@ -228,7 +217,7 @@ class LabRuntimeService:
         pod = matches[0]
         return pb.PodSandboxStatusResponse(
             status=pod.to_status(),
-            info=pod.verbose_info() if request.verbose else {},
+            info=pod.verbose_info(self.runtime.name) if request.verbose else {},
             timestamp=time.time_ns(),
         )
 
@@ -315,9 +304,13 @@ class LabServerError(Exception):
     """The lab CRI server cannot start."""
 
 
-def serve(state_path: str, socket_path: str, pod_events: bool) -> grpc.Server:
+def serve(state_path: str, socket_path: str, pod_events: bool, runtime: str = DEFAULT_RUNTIME) -> grpc.Server:
     """Start serving on socket_path and return the running server; stop it with .stop(0)."""
-    service = LabRuntimeService(StateFile(state_path), pod_events)
+    try:
+        flavour = runtime_named(runtime)
+    except LabError as exc:
+        raise LabServerError(f"lab CRI server: {exc}") from None
+    service = LabRuntimeService(StateFile(state_path), pod_events, flavour)
     executor = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="lab-cri")
     server = grpc.server(executor, handlers=[service.handler()])
     try:
@@ -371,10 +364,12 @@ def remove_socket(socket_path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m agent.lab.cri_server", description="The podbw lab's CRI-O stand-in."
+        prog="python -m agent.lab.cri_server", description="The podbw lab's CRI-O / containerd stand-in."
     )
     parser.add_argument("--state", required=True, help="lab state file (state.json)")
     parser.add_argument("--socket", required=True, help="unix socket to serve on")
+    parser.add_argument("--runtime", choices=sorted(RUNTIMES), default=DEFAULT_RUNTIME,
+                        help="the runtime to answer as (default: %(default)s)")
     parser.add_argument(
         "--pod-events",
         action=argparse.BooleanOptionalAction,
@@ -390,11 +385,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         prepare_socket_path(args.socket)
-        server = serve(args.state, args.socket, args.pod_events)
+        server = serve(args.state, args.socket, args.pod_events, args.runtime)
     except (LabServerError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    log.info("lab CRI server on %s (state %s, pod events %s)", args.socket, args.state,
+    log.info("lab CRI server on %s as %s (state %s, pod events %s)", args.socket, args.runtime, args.state,
              "on" if args.pod_events else "off")
     try:
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly

@@ -1,4 +1,5 @@
-"""LabNode: a CRI-O-like node on this machine (pods = pinned namespaces wired by real CNI).
+"""LabNode: a CRI-O- or containerd-like node on this machine (pods = pinned namespaces wired by
+real CNI).
 
 Pod creation follows CRI-O's order: pin the namespace (empty file first, then the mount), run
 CNI, and only then write the pod into the state file the CRI server serves (its CREATED event).
@@ -26,6 +27,7 @@ from agent.lab.bandwidth import runtime_bandwidth
 from agent.lab.cni import CniInvocation, CniRunner, ifb_name
 from agent.lab.config import DEFAULT_NAME, LabConfig, is_within
 from agent.lab.errors import LabError
+from agent.lab.runtimes import DEFAULT_RUNTIME, runtime_named
 from agent.lab.spec import PodSpec
 from agent.lab.state import (
     LabPod,
@@ -63,8 +65,10 @@ class LabNode:
         pod_events: bool = True,
         cni_bandwidth: bool = False,
         start_cri: bool = True,
+        runtime: str = DEFAULT_RUNTIME,
     ) -> list[LabPod]:
         """Create the lab with these pods; on any failure the half-made lab is torn down."""
+        runtime_named(runtime)  # refuse an unknown runtime before making anything
         if read_state(self.config) is not None:
             raise LabError(f"lab {self.config.name!r} is already up (run `podbw lab down --name {self.config.name}`)")
         self._check_subnet_free()
@@ -72,7 +76,7 @@ class LabNode:
         try:
             with state_lock(self.config):
                 netns.ensure_netns_dir(self.config.netns_dir)
-                write_state(self.config, LabState.new(self.config, pod_events, cni_bandwidth))
+                write_state(self.config, LabState.new(self.config, pod_events, cni_bandwidth, runtime))
             # The runtime is up before its pods, as on a node: each pod is then a CREATED event.
             if start_cri:
                 self.start_cri_server()
@@ -87,7 +91,7 @@ class LabNode:
             state = self._require_state()
             if any(p.key == spec.key for p in state.pods):
                 raise LabError(f"pod {spec.key} already exists in lab {self.config.name!r}")
-            pod = self._create_pod(spec, state.cni_bandwidth)
+            pod = self._create_pod(spec, state)
             state.pods.append(pod)
             write_state(self.config, state)
             remove_pending(self.config, pod.sandbox_id)
@@ -137,7 +141,7 @@ class LabNode:
 
     def start_cri_server(self) -> None:
         state = self._require_state()
-        self._cri_proc = cri_process.start(self.config, state.pod_events)
+        self._cri_proc = cri_process.start(self.config, state.pod_events, state.runtime)
 
     def stop_cri_server(self) -> bool:
         stopped = cri_process.stop(self.config, self._cri_proc)
@@ -192,14 +196,16 @@ class LabNode:
                 f"({ifname} has {addr}); pick another lab name"
             )
 
-    def _create_pod(self, spec: PodSpec, cni_bandwidth: bool) -> LabPod:
+    def _create_pod(self, spec: PodSpec, state: LabState) -> LabPod:
+        runtime, cni_bandwidth = runtime_named(state.runtime), state.cni_bandwidth
         sandbox_id = secrets.token_hex(32)
+        pinned = not spec.host_network or runtime.pins_host_network
         pod = LabPod(
             sandbox_id=sandbox_id,
             uid=str(uuid.uuid4()),
             namespace=spec.namespace,
             name=spec.name,
-            netns_path=os.path.join(self.config.netns_dir, str(uuid.uuid4())),
+            netns_path=os.path.join(self.config.netns_dir, runtime.pin_name()) if pinned else "",
             host_network=spec.host_network,
             annotations=dict(spec.annotations),
             # kubelet adds these to every sandbox's labels.
@@ -213,10 +219,13 @@ class LabNode:
         pod.labels["io.kubernetes.pod.uid"] = pod.uid
         write_pending(self.config, pod)
         try:
-            netns.create_pin_file(pod.netns_path)
             if spec.host_network:
-                netns.pin_host_netns(pod.netns_path)
-                return pod  # CRI-O runs no CNI for host-network sandboxes
+                # CRI-O pins the host's own namespace, containerd makes no pin; neither runs CNI.
+                if pinned:
+                    netns.create_pin_file(pod.netns_path)
+                    netns.pin_host_netns(pod.netns_path)
+                return pod
+            netns.create_pin_file(pod.netns_path)
             netns.pin_new_netns(pod.netns_path)
             bandwidth = runtime_bandwidth(pod.annotations, pod.key) if cni_bandwidth else None
             result = self._cni(cni_bandwidth).add(self._invocation(pod), bandwidth)

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 from agent.lab.config import LabConfig
 from agent.lab.errors import LabError
+from agent.lab.runtimes import DEFAULT_RUNTIME, runtime_named
 from agent.model.pod import Pod
 
 
@@ -97,10 +98,12 @@ class LabState:
     netns_dir: str
     pod_events: bool = True
     cni_bandwidth: bool = False
+    runtime: str = DEFAULT_RUNTIME
+    """The runtime the lab stands in for (agent/lab/runtimes.py)."""
     pods: list[LabPod] = field(default_factory=list)
 
     @classmethod
-    def new(cls, config: LabConfig, pod_events: bool, cni_bandwidth: bool) -> LabState:
+    def new(cls, config: LabConfig, pod_events: bool, cni_bandwidth: bool, runtime: str = DEFAULT_RUNTIME) -> LabState:
         return cls(
             name=config.name,
             bridge=config.bridge,
@@ -109,6 +112,7 @@ class LabState:
             netns_dir=config.netns_dir,
             pod_events=pod_events,
             cni_bandwidth=cni_bandwidth,
+            runtime=runtime_named(runtime).name,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +130,7 @@ class LabState:
             netns_dir=str(data["netns_dir"]),
             pod_events=bool(data.get("pod_events", True)),
             cni_bandwidth=bool(data.get("cni_bandwidth", False)),
+            runtime=runtime_named(str(data.get("runtime", DEFAULT_RUNTIME))).name,
             pods=[LabPod.from_dict(p) for p in data.get("pods", [])],
         )
 
@@ -150,7 +155,7 @@ def read_state(config: LabConfig) -> LabState | None:
             return LabState.from_dict(json.load(f))
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, LabError) as e:
         raise LabError(f"state file {config.state_file} is unreadable: {e}") from e
 
 

@@ -1,4 +1,5 @@
-"""Discovery against a real lab: CRI mode with and without events, restarts, netns-only mode."""
+"""Discovery against a real lab answering as CRI-O and as containerd: CRI mode with and without
+events, restarts, netns-only mode."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.root
 
 # Long enough that only inotify or CRI events can explain a pod found within a second.
 NO_RESYNC_S = 3600.0
+RUNTIMES = ["crio", "containerd"]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    """Every test runs against the lab answering as each runtime (`podbw lab up --runtime`)."""
+    return request.param
 
 
 def twenty_pods() -> list[PodSpec]:
@@ -62,13 +70,13 @@ def running() -> Iterator[list[Running]]:
         r.stop()
 
 
-@pytest.fixture(scope="module")
-def module_lab() -> Iterator[LabNode]:
+@pytest.fixture(scope="module", params=RUNTIMES)
+def module_lab(request: pytest.FixtureRequest) -> Iterator[LabNode]:
     from tests.integration.conftest import new_lab_config
 
     lab = LabNode(new_lab_config())
     try:
-        lab.up(twenty_pods(), pod_events=True)
+        lab.up(twenty_pods(), pod_events=True, runtime=request.param)
         yield lab
     finally:
         lab.down()
@@ -93,9 +101,10 @@ def test_cri_discovery_finds_exactly_the_pods_with_their_own_namespace(module_la
 
 
 @pytest.mark.parametrize("pod_events", [True, False], ids=["events-on", "events-off"])
-def test_new_pod_is_seen_within_a_second_and_a_deleted_one_dropped(lab_factory, running, pod_events: bool) -> None:
+def test_new_pod_is_seen_within_a_second_and_a_deleted_one_dropped(lab_factory, running, pod_events: bool,
+                                                                    runtime: str) -> None:
     lab = lab_factory()
-    lab.up([PodSpec("a", "ns1")], pod_events=pod_events)
+    lab.up([PodSpec("a", "ns1")], pod_events=pod_events, runtime=runtime)
     r = Running(lab, cri=True)
     running.append(r)
     assert r.keys() == {"ns1/a"}
@@ -111,9 +120,9 @@ def test_new_pod_is_seen_within_a_second_and_a_deleted_one_dropped(lab_factory, 
     wait_for(lambda: r.keys() == {"ns1/b"}, timeout_s=1.0, what="deleted pod to go")
 
 
-def test_discovery_survives_a_cri_server_restart(lab_factory, running) -> None:
+def test_discovery_survives_a_cri_server_restart(lab_factory, running, runtime: str) -> None:
     lab = lab_factory()
-    lab.up([PodSpec("a", "ns1"), PodSpec("b", "ns1")], pod_events=True)
+    lab.up([PodSpec("a", "ns1"), PodSpec("b", "ns1")], pod_events=True, runtime=runtime)
     r = Running(lab, cri=True, resync_s=0.5)
     running.append(r)
     assert r.keys() == {"ns1/a", "ns1/b"}
@@ -130,9 +139,10 @@ def test_discovery_survives_a_cri_server_restart(lab_factory, running) -> None:
     assert r.keys() == {"ns1/a", "ns1/b", "ns1/c"}
 
 
-def test_a_configured_runtime_that_is_missing_lists_no_pods_and_is_not_ready(lab_factory, running) -> None:
+def test_a_configured_runtime_that_is_missing_lists_no_pods_and_is_not_ready(lab_factory, running,
+                                                                             runtime: str) -> None:
     lab = lab_factory()
-    lab.up([PodSpec("a", "ns1")], start_cri=False)
+    lab.up([PodSpec("a", "ns1")], start_cri=False, runtime=runtime)
     r = Running(lab, cri=True)  # the socket does not exist: pins alone would lift every limit
     running.append(r)
     assert r.registry.pods() == []
@@ -144,13 +154,13 @@ def test_a_configured_runtime_that_is_missing_lists_no_pods_and_is_not_ready(lab
     assert r.discovery.ready()[0] and r.discovery.listing_is_complete()
 
 
-def test_netns_only_mode_without_a_cri_endpoint(lab_factory, running) -> None:
+def test_netns_only_mode_without_a_cri_endpoint(lab_factory, running, runtime: str) -> None:
     lab = lab_factory()
-    lab.up([PodSpec("a", "ns1"), PodSpec("h", "ns1", host_network=True)], start_cri=False)
+    lab.up([PodSpec("a", "ns1"), PodSpec("h", "ns1", host_network=True)], start_cri=False, runtime=runtime)
     r = Running(lab, cri=False)
     running.append(r)
     pods = r.registry.pods()
-    assert len(pods) == 1, "the host-network pin is skipped"
+    assert len(pods) == 1, "the host-network pod is skipped (CRI-O pins the host's namespace, containerd nothing)"
     assert pods[0].source == "netns" and pods[0].name == os.path.basename(lab.pods()[0].netns_path)
     assert r.discovery.mode == "netns" and r.discovery.ready()[0]
 

@@ -23,7 +23,7 @@ from agent.lab.state import LabPod, write_pending
 pytestmark = pytest.mark.root
 
 HAVE_CRI_SERVER = importlib.util.find_spec("agent.lab.cri_server") is not None
-STATE_KEYS = {"name", "bridge", "subnet", "socket", "netns_dir", "pod_events", "cni_bandwidth", "pods"}
+STATE_KEYS = {"name", "bridge", "subnet", "socket", "netns_dir", "pod_events", "cni_bandwidth", "runtime", "pods"}
 POD_KEYS = {
     "sandbox_id", "uid", "namespace", "name", "attempt", "netns_path", "host_network", "ip",
     "host_veth", "annotations", "labels", "created_at_ns",
@@ -93,8 +93,8 @@ def test_up_wires_pods_like_crio_and_down_removes_everything(lab_factory) -> Non
         state = json.load(f)
     assert set(state) == STATE_KEYS
     assert (state["name"], state["bridge"], state["subnet"]) == (cfg.name, cfg.bridge, cfg.subnet)
-    assert (state["socket"], state["netns_dir"], state["pod_events"], state["cni_bandwidth"]) == (
-        cfg.socket, cfg.netns_dir, True, False
+    assert (state["socket"], state["netns_dir"], state["pod_events"], state["cni_bandwidth"], state["runtime"]) == (
+        cfg.socket, cfg.netns_dir, True, False, "crio"
     )
     assert all(set(p) == POD_KEYS for p in state["pods"])
     assert [p["sandbox_id"] for p in state["pods"]] == [p.sandbox_id for p in pods]
@@ -195,6 +195,45 @@ def test_cri_server_serves_the_lab_and_restarts(lab_factory) -> None:
     assert added.sandbox_id in listed()
     node.stop_cri_server()
     assert not os.path.exists(cfg.socket) and node.cri_server_pid() is None
+
+
+@pytest.mark.skipif(not HAVE_CRI_SERVER, reason="agent.lab.cri_server not written yet")
+def test_containerd_mode_pins_like_containerd_and_answers_as_containerd(lab_factory) -> None:
+    import grpc
+
+    from agent.cri import runtime_pb2 as pb
+
+    node = lab_factory()
+    cfg = node.config
+    web, hostnet = node.up([PodSpec("web", "shop"), PodSpec("agent", "kube-system", host_network=True)],
+                           pod_events=False, runtime="containerd")
+    assert re.fullmatch(r"cni-[0-9a-f-]{36}", os.path.basename(web.netns_path))
+    uuid.UUID(os.path.basename(web.netns_path).removeprefix("cni-"))
+    assert os.path.dirname(web.netns_path) == cfg.netns_dir and _pinned_inode(web.netns_path) != _host_netns_inode()
+    assert hostnet.netns_path == "" and os.listdir(cfg.netns_dir) == [os.path.basename(web.netns_path)]
+    assert node.state().runtime == "containerd"
+
+    with grpc.insecure_channel(f"unix://{cfg.socket}") as channel:
+        version = channel.unary_unary(
+            "/runtime.v1.RuntimeService/Version",
+            request_serializer=pb.VersionRequest.SerializeToString,
+            response_deserializer=pb.VersionResponse.FromString,
+        )(pb.VersionRequest(), timeout=5)
+        status = channel.unary_unary(
+            "/runtime.v1.RuntimeService/PodSandboxStatus",
+            request_serializer=pb.PodSandboxStatusRequest.SerializeToString,
+            response_deserializer=pb.PodSandboxStatusResponse.FromString,
+        )
+        infos = {pod.key: json.loads(status(pb.PodSandboxStatusRequest(pod_sandbox_id=pod.sandbox_id, verbose=True),
+                                            timeout=5).info["info"]) for pod in (web, hostnet)}
+    assert version.runtime_name == "containerd"
+    assert infos["shop/web"]["netNamespaceClosed"] is False
+    assert infos["shop/web"]["sandboxMetadata"]["Metadata"]["NetNSPath"] == web.netns_path
+    assert infos["kube-system/agent"]["sandboxMetadata"]["Metadata"]["NetNSPath"] == ""
+
+    node.delete("kube-system/agent")  # no pin to remove
+    node.down()
+    _assert_gone(node, [web, hostnet])
 
 
 def test_cli_up_status_add_delete_down(lab_factory) -> None:

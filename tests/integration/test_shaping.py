@@ -39,9 +39,10 @@ def new_reconciler(
     return reconciler, health
 
 
-def test_pod_mode_puts_ingress_on_the_host_veth_and_egress_on_eth0(lab_factory, reconcilers) -> None:
+@pytest.mark.parametrize("runtime", ["crio", "containerd"])
+def test_pod_mode_puts_ingress_on_the_host_veth_and_egress_on_eth0(lab_factory, reconcilers, runtime: str) -> None:
     lab: LabNode = lab_factory()
-    (pod,) = lab.up([PodSpec("web", "shop", LIMITED)], pod_events=False)
+    (pod,) = lab.up([PodSpec("web", "shop", LIMITED)], pod_events=False, runtime=runtime)
     reconciler, health = new_reconciler(reconcilers)
     status = reconciler.reconcile(pod.as_pod())
 

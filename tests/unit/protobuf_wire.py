@@ -1,5 +1,5 @@
-"""Hand-built protobuf wire bytes for the CRI tests, written independently of agent/cri/wire.py
-so that they can check it."""
+"""Hand-built protobuf wire bytes for the CRI tests, written independently of the protobuf
+library so that they can check what it parses."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import DecodeError
 
 from agent.cri import runtime_pb2 as pb
-from agent.cri import wire
-from agent.cri.client import CriClient, SandboxEvent, _event_from_response
+from agent.cri.client import MAX_RECEIVE_MESSAGE_BYTES, CriClient, SandboxEvent, _event_from_response
 from agent.cri.endpoint import Endpoint
 from agent.cri.errors import (
     CriError,
@@ -27,10 +27,10 @@ from agent.cri.errors import (
     CriNotFound,
     CriPermissionDenied,
     CriUnavailable,
-    CriWireError,
 )
 from agent.cri.rpc_errors import classify_status, error_from_status
 from agent.lab.cri_server import LabServerError, prepare_socket_path, remove_socket, serve
+from tests.unit.protobuf_wire import field
 
 POD_A = {
     "sandbox_id": "a" * 64,
@@ -81,12 +81,12 @@ class Lab:
         write_state(self.state_path, pods)
 
 
-def _start_lab(short_dir: Path, pods: list[dict] | None, pod_events: bool) -> Lab:
+def _start_lab(short_dir: Path, pods: list[dict] | None, pod_events: bool, runtime: str = "crio") -> Lab:
     state_path = short_dir / "state.json"
     if pods is not None:
         write_state(state_path, pods)
     socket_path = short_dir / "crio.sock"
-    return Lab(state_path, socket_path, serve(str(state_path), str(socket_path), pod_events))
+    return Lab(state_path, socket_path, serve(str(state_path), str(socket_path), pod_events, runtime))
 
 
 @pytest.fixture
@@ -103,6 +103,21 @@ def lab_without_events(short_dir: Path) -> Iterator[Lab]:
     started.server.stop(0).wait()
 
 
+CONTAINERD_PIN = "cni-0b4a8f0e-aaaa-4c1e-9d6a-000000000001"
+
+
+@pytest.fixture
+def containerd_client(short_dir: Path) -> Iterator[CriClient]:
+    """The lab's server answering as containerd; its host-network pod has no pin, as there."""
+    pin = short_dir / CONTAINERD_PIN
+    pin.write_text("")  # containerd reports a pin that is gone as netNamespaceClosed
+    started = _start_lab(short_dir, [dict(POD_A, netns_path=str(pin)), dict(POD_HOST, netns_path="", ip="")],
+                         pod_events=True, runtime="containerd")
+    with CriClient(f"unix://{started.socket_path}", timeout_s=TIMEOUT_S) as c:
+        yield c
+    started.server.stop(0).wait()
+
+
 @pytest.fixture
 def client(lab: Lab) -> Iterator[CriClient]:
     with CriClient(f"unix://{lab.socket_path}", timeout_s=TIMEOUT_S) as c:
@@ -116,6 +131,19 @@ def test_version_answers_like_crio(client: CriClient) -> None:
     assert version.runtime_name == "cri-o"
     assert version.runtime_version == "1.31.0-podbw-lab"
     assert version.runtime_api_version == "v1"
+
+
+def test_version_answers_like_containerd(containerd_client: CriClient) -> None:
+    version = containerd_client.version()
+    assert (version.runtime_name, version.runtime_version, version.runtime_api_version) == (
+        "containerd", "v2.1.0-podbw-lab", "v1")
+
+
+def test_containerd_status_gives_the_pin_and_none_for_host_network(containerd_client: CriClient) -> None:
+    details = containerd_client.sandbox_status(POD_A["sandbox_id"])
+    assert os.path.basename(details.netns_path or "") == CONTAINERD_PIN and not details.host_network
+    host = containerd_client.sandbox_status(POD_HOST["sandbox_id"])
+    assert host.host_network and host.netns_path is None
 
 
 def test_bare_path_endpoint_works(lab: Lab) -> None:
@@ -291,11 +319,12 @@ def test_malformed_state_file_is_an_error_not_a_crash(lab: Lab, client: CriClien
 
 
 def test_event_conversion_of_container_and_unknown_events() -> None:
-    container_event = _event_from_response(wire.ContainerEventResponse(
-        container_id="c" * 64, container_event_type=wire.CONTAINER_STOPPED_EVENT, created_at=5,
-        pod_sandbox_status=wire.PodSandboxStatus(id="s" * 64)))
+    container_event = _event_from_response(pb.ContainerEventResponse(
+        container_id="c" * 64, container_event_type=pb.CONTAINER_STOPPED_EVENT, created_at=5,
+        pod_sandbox_status=pb.PodSandboxStatus(id="s" * 64)))
     assert container_event == SandboxEvent("c" * 64, "STOPPED", 5, "s" * 64, False)
-    unknown = _event_from_response(wire.decode(wire.ContainerEventResponse, b"\x0a\x01x\x10\x09"))
+    # container_id "x", event type 9: an event type a newer runtime may send.
+    unknown = _event_from_response(pb.ContainerEventResponse.FromString(b"\x0a\x01x\x10\x09"))
     assert (unknown.event_type, unknown.sandbox_id, unknown.is_sandbox) == ("UNKNOWN", "", False)
 
 
@@ -416,20 +445,36 @@ GARBAGE = b"\x12\x05ab"
 """A field whose length runs past the end of the message."""
 
 
+@dataclass
+class RawServer:
+    """A gRPC server on the CRI service that answers every call with `answer` (raw bytes)
+    and records the raw requests it got."""
+
+    path: Path
+    answer: bytes
+    requests: list[tuple[str, bytes]]
+
+
 @pytest.fixture
-def garbage_grpc_server(short_dir: Path) -> Iterator[Path]:
-    """Answers every CRI call the client makes with bytes that are not protobuf."""
-    path = short_dir / "garbage.sock"
+def raw_grpc_server(short_dir: Path) -> Iterator[RawServer]:
+    raw = RawServer(short_dir / "raw.sock", GARBAGE, [])
+
+    def unary_for(method: str):
+        def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+            raw.requests.append((method, request))
+            return raw.answer
+        return grpc.unary_unary_rpc_method_handler(answer)
+
+    stream = grpc.unary_stream_rpc_method_handler(lambda request, context: iter([raw.answer]))
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
-    unary = grpc.unary_unary_rpc_method_handler(lambda request, context: GARBAGE)
-    stream = grpc.unary_stream_rpc_method_handler(lambda request, context: iter([GARBAGE]))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "runtime.v1.RuntimeService",
-        {"Version": unary, "ListPodSandbox": unary, "PodSandboxStatus": unary, "GetContainerEvents": stream},
+        {name: unary_for(name) for name in ("Version", "ListPodSandbox", "PodSandboxStatus")}
+        | {"GetContainerEvents": stream},
     ),))
-    server.add_insecure_port(f"unix://{path}")
+    server.add_insecure_port(f"unix://{raw.path}")
     server.start()
-    yield path
+    yield raw
     server.stop(0).wait()
 
 
@@ -439,13 +484,36 @@ def garbage_grpc_server(short_dir: Path) -> Iterator[Path]:
      lambda c: next(c.events(timeout_s=TIMEOUT_S))],
     ids=["Version", "ListPodSandbox", "PodSandboxStatus", "GetContainerEvents"],
 )
-def test_answer_that_is_not_protobuf_is_not_cri(garbage_grpc_server: Path, call, caplog) -> None:
-    with CriClient(str(garbage_grpc_server), timeout_s=TIMEOUT_S) as c, pytest.raises(CriNotCri) as caught:
+def test_answer_that_is_not_protobuf_is_not_cri(raw_grpc_server: RawServer, call, caplog) -> None:
+    with CriClient(str(raw_grpc_server.path), timeout_s=TIMEOUT_S) as c, pytest.raises(CriNotCri) as caught:
         call(c)
     assert "does not speak CRI gRPC (INTERNAL: Exception deserializing response!)" in str(caught.value)
-    # gRPC logs what the deserializer raised: the codec's own error, not an IndexError.
+    # gRPC logs what the deserializer raised: protobuf's own parse error.
     raised = [r.exc_info[1] for r in caplog.records if r.exc_info]
-    assert raised and all(isinstance(exc, CriWireError) for exc in raised), raised
+    assert raised and all(isinstance(exc, DecodeError) for exc in raised), raised
+
+
+def test_requests_on_the_wire(raw_grpc_server: RawServer) -> None:
+    raw_grpc_server.answer = b""  # every response message empty
+    with CriClient(str(raw_grpc_server.path), timeout_s=TIMEOUT_S) as c:
+        c.version()
+        assert c.list_ready_sandboxes() == []
+        c.sandbox_status("ab")
+    assert raw_grpc_server.requests == [
+        ("Version", field(1, b"v1")),
+        # The state filter is present although READY is 0: CRI-O filters only when it is.
+        ("ListPodSandbox", field(1, field(2, b""))),
+        ("PodSandboxStatus", field(1, b"ab") + field(2, 1)),
+    ]
+
+
+def test_answer_over_the_receive_limit_is_a_one_line_error(raw_grpc_server: RawServer) -> None:
+    raw_grpc_server.answer = field(1, b"x" * MAX_RECEIVE_MESSAGE_BYTES)  # VersionResponse.version
+    with CriClient(str(raw_grpc_server.path), timeout_s=5 * TIMEOUT_S) as c, pytest.raises(CriError) as caught:
+        c.version()
+    message = str(caught.value)
+    assert message.startswith(f"CRI endpoint unix://{raw_grpc_server.path}: Version: RESOURCE_EXHAUSTED")
+    assert "\n" not in message and len(message) < 500
 
 
 def test_unsupported_endpoints_are_refused() -> None:
@@ -524,7 +592,7 @@ def test_bad_verbose_info_is_info_error_naming_endpoint_and_sandbox(
 ) -> None:
     from agent.lab import cri_server
 
-    monkeypatch.setattr(cri_server.LabSandbox, "verbose_info", lambda self: {"info": "{broken"})
+    monkeypatch.setattr(cri_server.LabSandbox, "verbose_info", lambda self, runtime: {"info": "{broken"})
     with pytest.raises(CriInfoError) as caught:
         client.sandbox_status(POD_A["sandbox_id"])
     assert str(caught.value).startswith(

@@ -1,4 +1,5 @@
-"""netns_path_from_info on CRI-O's verbose info: good documents, absent data, broken data."""
+"""netns_path_from_info on CRI-O's and containerd's verbose info: good documents, absent data,
+broken data."""
 
 from __future__ import annotations
 
@@ -31,6 +32,110 @@ def _crio_document(namespaces: list[dict]) -> dict:
             "annotations": {"io.kubernetes.cri-o.SandboxID": "abc"},
         },
     }
+
+
+CONTAINERD_NETNS = "/var/run/netns/cni-5f0c2a7e-1b2d-8e3f-4a5b-6c7d8e9f0a1b"
+SANDBOX_ID = "9d3c" + "0" * 60
+
+
+def _containerd_config(host_network: bool) -> dict:
+    """PodSandboxConfig as containerd's Go JSON writes it (proto field names, enums as numbers)."""
+    namespace_options = {"network": 2, "pid": 1} if host_network else {"pid": 1}
+    return {
+        "metadata": {"name": "web-1", "uid": "4b1e6c1a-7f4e", "namespace": "shop"},
+        "hostname": "web-1",
+        "log_directory": "/var/log/pods/shop_web-1_4b1e6c1a-7f4e",
+        "labels": {"app": "web", "io.kubernetes.pod.name": "web-1"},
+        "annotations": {"kubernetes.io/ingress-bandwidth": "10M"},
+        "linux": {
+            "cgroup_parent": "/kubepods/besteffort/pod4b1e6c1a-7f4e",
+            "security_context": {"namespace_options": namespace_options, "seccomp": {"profile_type": 1}},
+        },
+    }
+
+
+def _containerd_document(version: str = "2.1", host_network: bool = False, closed: bool = False,
+                         runtime_spec: bool = True) -> dict:
+    """Shaped like containerd's SandboxInfo JSON (trimmed): 1.7's pkg/cri/server/sandbox_status.go,
+    2.x's internal/cri/server/podsandbox/types/sandbox_info.go. Host-network sandboxes get no
+    netns (no network entry in the spec, empty NetNSPath) and no netNamespaceClosed check."""
+    netns = "" if host_network else CONTAINERD_NETNS
+    namespaces = [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}]
+    if not host_network:
+        namespaces[2:2] = [{"type": "uts"}]
+        namespaces.append({"type": "network", "path": netns})
+    cni_result = None if host_network else {
+        "Interfaces": {"eth0": {"IPConfigs": [{"IP": "10.88.0.5", "Gateway": "10.88.0.1"}],
+                                "Mac": "5a:2b:8c:11:22:33", "Sandbox": netns}},
+        "DNS": [{}, {}],
+        "Routes": [{"dst": "0.0.0.0/0"}],
+    }
+    document = {
+        "pid": 4242,
+        "processStatus": "running",
+        "netNamespaceClosed": closed,
+        "image": "registry.k8s.io/pause:3.10",
+        "snapshotKey": SANDBOX_ID,
+        "snapshotter": "overlayfs",
+        "runtimeType": "io.containerd.runc.v2",
+        "runtimeOptions": {"systemd_cgroup": True},
+        "config": _containerd_config(host_network),
+        "runtimeSpec": {
+            "ociVersion": "1.2.0",
+            "process": {"user": {"uid": 65535, "gid": 65535}, "args": ["/pause"], "cwd": "/"},
+            "root": {"path": "rootfs", "readonly": True},
+            "annotations": {"io.kubernetes.cri.container-type": "sandbox",
+                            "io.kubernetes.cri.sandbox-id": SANDBOX_ID},
+            "linux": {"cgroupsPath": "/kubepods/besteffort/pod4b1e6c1a-7f4e/" + SANDBOX_ID,
+                      "namespaces": namespaces, "maskedPaths": ["/proc/kcore"]},
+        } if runtime_spec else None,
+        "cniResult": cni_result,
+    }
+    if version.startswith("1."):
+        document["runtimeHandler"] = ""
+    else:
+        document["sandboxMetadata"] = {"Version": "v1", "Metadata": {
+            "ID": SANDBOX_ID, "Name": "web-1_shop_4b1e6c1a-7f4e_0", "Config": _containerd_config(host_network),
+            "NetNSPath": netns, "IP": "" if host_network else "10.88.0.5", "AdditionalIPs": None,
+            "RuntimeHandler": "", "CNIResult": cni_result, "ProcessLabel": ""}}
+    return document
+
+
+def _deleted_containerd_document() -> dict:
+    """containerd 2.x's toDeletedCRISandboxInfo: the shim is gone, no runtimeSpec."""
+    document = _containerd_document(closed=True, runtime_spec=False)
+    document["processStatus"] = "deleted"
+    for key in ("image", "snapshotKey", "snapshotter", "runtimeType", "runtimeOptions", "runtimeSpec"):
+        document.pop(key)
+    return document
+
+
+CRIO_HOST_PIN = "/var/run/netns/0c9d7e2b-5a4f-4e1d-8c3b-1a2b3c4d5e6f"
+DOCUMENTS = {
+    "cri-o 1.31, pod network": (_crio_document([{"type": "pid"}, {"type": "network", "path": NETNS}]), NETNS),
+    # CRI-O pins the host's namespace too; the status's NODE mode is what says host network.
+    "cri-o 1.31, host network": (_crio_document([{"type": "network", "path": CRIO_HOST_PIN}]), CRIO_HOST_PIN),
+    "containerd 2.1, pod network": (_containerd_document(), CONTAINERD_NETNS),
+    "containerd 2.1, host network": (_containerd_document(host_network=True), None),
+    "containerd 2.1, netns closed": (_containerd_document(closed=True), None),
+    "containerd 2.1, no runtimeSpec yet": (_containerd_document(runtime_spec=False), CONTAINERD_NETNS),
+    "containerd 2.1, shim gone": (_deleted_containerd_document(), None),
+    "containerd 1.7, pod network": (_containerd_document(version="1.7"), CONTAINERD_NETNS),
+    "containerd 1.7, host network": (_containerd_document(version="1.7", host_network=True), None),
+    "containerd 1.7, netns closed": (_containerd_document(version="1.7", closed=True), None),
+}
+
+
+@pytest.mark.parametrize("case", DOCUMENTS, ids=str)
+def test_runtime_documents_give_the_pinned_namespace(case: str) -> None:
+    document, expected = DOCUMENTS[case]
+    assert netns_path_from_info(_info(document)) == expected
+
+
+def test_runtime_spec_wins_over_containerd_metadata() -> None:
+    document = _containerd_document()
+    document["sandboxMetadata"]["Metadata"]["NetNSPath"] = "/var/run/netns/cni-other"
+    assert netns_path_from_info(_info(document)) == CONTAINERD_NETNS
 
 
 def test_crio_info_gives_the_network_namespace_path() -> None:
@@ -76,8 +181,13 @@ def test_no_usable_network_entry_gives_none(namespaces: list[dict]) -> None:
         _info({"runtimeSpec": {}}),
         _info({"runtimeSpec": {"linux": {}}}),
         _info({"runtimeSpec": {"linux": {"namespaces": None}}}),
+        _info({"netNamespaceClosed": False}),
+        _info({"sandboxMetadata": None}),
+        _info({"sandboxMetadata": {"Version": "v1"}}),
+        _info({"sandboxMetadata": {"Metadata": {"NetNSPath": ""}}}),
     ],
-    ids=["no-info-key", "other-key", "empty-doc", "null-spec", "no-linux", "no-namespaces", "null-namespaces"],
+    ids=["no-info-key", "other-key", "empty-doc", "null-spec", "no-linux", "no-namespaces", "null-namespaces",
+         "netns-open", "null-metadata", "no-inner-metadata", "empty-netns-path"],
 )
 def test_missing_keys_give_none(info: dict[str, str]) -> None:
     assert netns_path_from_info(info) is None
@@ -111,6 +221,12 @@ def test_malformed_json_raises_info_error(text: str) -> None:
          r"namespaces\[0\]\.path is a number"),
         (_info({"runtimeSpec": {"linux": {"namespaces": [{"type": "network", "path": True}]}}}),
          r"namespaces\[0\]\.path is a boolean"),
+        (_info({"netNamespaceClosed": "false"}), "info.netNamespaceClosed is a string, expected a boolean"),
+        (_info({"netNamespaceClosed": 1}), "info.netNamespaceClosed is a number, expected a boolean"),
+        (_info({"sandboxMetadata": []}), "info.sandboxMetadata is an array, expected an object"),
+        (_info({"sandboxMetadata": {"Metadata": "x"}}), "sandboxMetadata.Metadata is a string, expected an object"),
+        (_info({"sandboxMetadata": {"Metadata": {"NetNSPath": 5}}}),
+         "sandboxMetadata.Metadata.NetNSPath is a number, expected a string"),
     ],
 )
 def test_wrong_types_raise_info_error(info: dict, where: str) -> None:

@@ -1,4 +1,5 @@
-"""Fuzzing CRI-O's verbose info: whatever a runtime sends, only CriInfoError escapes."""
+"""Fuzzing CRI-O's and containerd's verbose info: whatever a runtime sends, only CriInfoError
+escapes."""
 
 import json
 
@@ -33,6 +34,20 @@ CRIO_LIKE = st.fixed_dictionaries(
     }
 )
 
+# containerd's additions, with any value anywhere, beside a CRI-O-like runtimeSpec.
+CONTAINERD_LIKE = st.fixed_dictionaries(
+    {
+        "netNamespaceClosed": st.one_of(st.booleans(), JSON_VALUES),
+        "sandboxMetadata": st.one_of(
+            JSON_VALUES,
+            st.fixed_dictionaries(
+                {"Version": JSON_VALUES, "Metadata": st.one_of(JSON_VALUES, st.fixed_dictionaries({"NetNSPath": JSON_VALUES}))}
+            ),
+        ),
+    },
+    optional={"runtimeSpec": CRIO_LIKE.map(lambda document: document["runtimeSpec"])},
+)
+
 
 def check(info: dict) -> None:
     try:
@@ -58,3 +73,9 @@ def test_crio_shaped_documents_with_any_values(document: dict) -> None:
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_as_info(blob: bytes) -> None:
     check({"info": blob.decode("utf-8", "replace")})
+
+
+@settings(max_examples=300, deadline=None)
+@given(CONTAINERD_LIKE)
+def test_containerd_shaped_documents_with_any_values(document: dict) -> None:
+    check({"info": json.dumps(document)})

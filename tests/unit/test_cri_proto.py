@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
 
 from agent.cri import runtime_pb2 as pb
 from agent.cri.generate import GENERATED_FILES, generated_sources
@@ -185,3 +186,28 @@ def test_committed_stubs_are_current() -> None:
     for name, text in fresh.items():
         committed = (package_dir / name).read_text(encoding="utf-8")
         assert committed == text, f"{name} is stale: run `python -m agent.cri.generate`"
+
+
+# What the client's response deserializer (FromString) refuses; gRPC reports it as INTERNAL
+# "Exception deserializing response!", which the client turns into CriNotCri.
+MALFORMED = {
+    "truncated varint": (pb.ContainerEventResponse, b"\x18\xff\xff"),
+    "truncated tag": (pb.VersionResponse, b"\x80"),
+    "length past the end": (pb.VersionResponse, b"\x12\x05abc"),
+    "length past the end, nested": (pb.PodSandboxStatusResponse, field(1, b"\x0a\x09short")),
+    "huge length": (pb.VersionResponse, b"\x12" + varint(2**63)),
+    "truncated fixed64": (pb.VersionResponse, varint(9 << 3 | 1) + b"\x00" * 7),
+    "wire type 6": (pb.VersionResponse, varint(9 << 3 | 6) + b"\x00"),
+    "field number 0": (pb.VersionResponse, b"\x00\x01"),
+    "string not UTF-8": (pb.VersionResponse, field(2, b"\xff")),
+    "map key not UTF-8": (pb.PodSandboxStatusResponse, field(2, field(1, b"\xc3"))),
+    "bad item in a list": (pb.ListPodSandboxResponse, field(1, field(1, b"ok")) + field(1, b"\x0a\x05")),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_answers_raise_decode_error(case: str) -> None:
+    message_type, wire = MALFORMED[case]
+    with pytest.raises(DecodeError):
+        message_type.FromString(wire)
+

@@ -106,7 +106,9 @@ def test_state_round_trip_keeps_the_schema() -> None:
     state = LabState.new(LabConfig.for_name("demo"), pod_events=False, cni_bandwidth=True)
     state.pods.append(LabPod("a" * 64, "u", "ns", "p", "/var/run/netns/x", annotations={"k": "v"}))
     data = state.to_dict()
-    assert list(data) == ["name", "bridge", "subnet", "socket", "netns_dir", "pod_events", "cni_bandwidth", "pods"]
+    assert list(data) == ["name", "bridge", "subnet", "socket", "netns_dir", "pod_events", "cni_bandwidth",
+                          "runtime", "pods"]
+    assert data["runtime"] == "crio"
     assert list(data["pods"][0]) == [
         "sandbox_id", "uid", "namespace", "name", "attempt", "netns_path", "host_network", "ip",
         "host_veth", "annotations", "labels", "created_at_ns",
@@ -115,3 +117,14 @@ def test_state_round_trip_keeps_the_schema() -> None:
     assert state.find("ns/p") is state.pods[0] and state.find("a" * 8) is state.pods[0]
     with pytest.raises(LabError):
         state.find("ns/q")
+
+
+def test_state_records_the_runtime_and_refuses_an_unknown_one() -> None:
+    state = LabState.new(LabConfig.for_name("demo"), pod_events=True, cni_bandwidth=False, runtime="containerd")
+    assert LabState.from_dict(state.to_dict()).runtime == "containerd"
+    written_before_runtimes = {k: v for k, v in state.to_dict().items() if k != "runtime"}
+    assert LabState.from_dict(written_before_runtimes).runtime == "crio"
+    with pytest.raises(LabError, match="unknown runtime 'docker'"):
+        LabState.from_dict({**state.to_dict(), "runtime": "docker"})
+    with pytest.raises(LabError, match="unknown runtime 'docker'"):
+        LabState.new(LabConfig.for_name("demo"), pod_events=True, cni_bandwidth=False, runtime="docker")
