@@ -85,7 +85,7 @@ class Agent:
             self.overrides.start()
         self._worker.start()
         self.scheduler.start()
-        self.discovery.start(self.scheduler, on_resync=self.queue.reconcile_all)
+        self.discovery.start(self.scheduler, on_resync=self._after_resync)
         self.sampler.start(self.scheduler)
         self.http.start()
         log.info(
@@ -117,6 +117,11 @@ class Agent:
                 self.reconciler.remove_limits(pod)
             self.reconciler.close()
         self.pool.close_all()
+
+    def _after_resync(self) -> None:
+        if self.overrides is not None:
+            self.overrides.reload_if_changed()  # the safety net for a change the watch missed
+        self.queue.reconcile_all()
 
     # ---- reconcile worker -----------------------------------------------------------------
     def _on_pod_event(self, event: PodEvent) -> None:
