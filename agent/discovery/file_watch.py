@@ -90,7 +90,7 @@ def _identity(directory: str) -> DirIdentity | None:
 class FileWatch:
     """Calls on_change() (from its own thread) whenever the file at path may have changed."""
 
-    def __init__(self, path: str, on_change: Callable[[], None], thread_name: str = "podbw-file-watch") -> None:
+    def __init__(self, path: str, on_change: Callable[[], object], thread_name: str = "podbw-file-watch") -> None:
         self._path = os.path.abspath(path)
         self._on_change = on_change
         self._thread_name = thread_name
