@@ -101,7 +101,7 @@ class Agent:
             self.overrides.start()
         self._worker.start()
         self.scheduler.start()
-        self.discovery.start(self.scheduler, on_resync=self.queue.reconcile_all)
+        self.discovery.start(self.scheduler, on_resync=self._after_resync)
         # A full pass now, not in one resync interval: ifbs orphaned while no agent ran go at once.
         self.queue.reconcile_all()
         self.sampler.start(self.scheduler)
@@ -136,6 +136,11 @@ class Agent:
             self.reconciler.close()
         self.pool.close_all()
         self.node_lock.release()
+
+    def _after_resync(self) -> None:
+        if self.overrides is not None:
+            self.overrides.reload_if_changed()  # the safety net for a change the watch missed
+        self.queue.reconcile_all()
 
     # ---- reconcile worker -----------------------------------------------------------------
     def _on_pod_event(self, event: PodEvent) -> None:
