@@ -62,17 +62,20 @@ def sockets():
 
 
 def read_response(sock: socket.socket) -> bytes:
-    """One whole response (head and Content-Length body) from a blocking socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before a response: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    """One whole response (head and Content-Length body) from a blocking socket, reading no byte
+    past it: pipelined responses may arrive in one segment."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"closed before a response: {head!r}"
+        head += chunk
     length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    body = b""
     while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body[:length]
+        chunk = sock.recv(length - len(body))
+        assert chunk, f"closed within a response body: {head + body!r}"
+        body += chunk
+    return head + body
 
 
 def test_a_slow_request_head_is_cut_at_the_header_deadline(start_server, sockets) -> None:
