@@ -29,7 +29,10 @@ from agent.service.web_config_source import WebConfigSource
 log = logging.getLogger(__name__)
 
 Check = Callable[[], "tuple[bool, str]"]
-LISTEN_BACKLOG = 128
+LISTEN_BACKLOG = 4096
+"""As Go servers (node_exporter) take it, capped by net.core.somaxconn: a full backlog drops a
+new client's SYN, which it retries only a second later, so a flood of reconnecting slow clients
+would delay probes by that second."""
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
