@@ -7,7 +7,7 @@ node_exporter on loopback. Measured, in this order:
 
   1. bring-up: lab pods, agent ready, every limit applied and sampled;
   2. CPU of one full sample pass: the Sampler in this process against the same lab (its own
-     StatsSocketPool, the agent's applied statuses), time.process_time() per
+     NetlinkSocketPool, the agent's applied statuses), time.process_time() per
      sample_once() over 30 passes, one per second (as the lab is, then with every pod's
      counters moving before each pass); and the agent process's CPU (psutil) over 30 s divided by
      the passes it ran in that time;
@@ -69,7 +69,7 @@ from agent.service.metrics_body import GZIP_LEVEL  # noqa: E402
 from agent.model.ownership import ifb_name  # noqa: E402
 from agent.model.snapshot import Snapshot  # noqa: E402
 from agent.model.status import DirectionStatus, PodShapingStatus  # noqa: E402
-from agent.netlink.stats_socket import StatsSocketPool  # noqa: E402
+from agent.netlink.socket import NetlinkSocket, NetlinkSocketPool  # noqa: E402
 from tests.integration.agent_process import AgentProcess, free_port, select  # noqa: E402
 
 LOCK_PATH = "/tmp/podbw-bench.lock"
@@ -393,9 +393,11 @@ def timed_passes(
 
 def applied_status(pod: LabPod, egress_mode: str = "pod") -> PodShapingStatus:
     """What the agent's reconciler reports for a shaped pod: ingress on the host veth, egress
-    on eth0 inside the pod (mode `pod`) or on the pod's ifb in the host (mode `ifb`). The agent
-    applied these limits; this tells the in-process sampler where they are without running a
-    second reconciler."""
+    on eth0 inside the pod (mode `pod`) or on the pod's ifb in the host (mode `ifb`), and the
+    veth pair it proved. The agent applied these limits; this tells the in-process sampler where
+    they are without running a second reconciler."""
+    with NetlinkSocket(pod.netns_path) as pod_reader:
+        eth0 = pod_reader.link(name="eth0")
     if egress_mode == "ifb":
         egress = DirectionStatus(ShapingState.APPLIED, None, ifb_name(pod.sandbox_id), False)
     else:
@@ -403,10 +405,12 @@ def applied_status(pod: LabPod, egress_mode: str = "pod") -> PodShapingStatus:
     return PodShapingStatus(
         sandbox_id=pod.sandbox_id,
         host_interface=pod.host_veth,
+        pod_ifindex=eth0.ifindex if eth0 is not None else 0,
         directions={
             Direction.INGRESS: DirectionStatus(ShapingState.APPLIED, None, pod.host_veth, False),
             Direction.EGRESS: egress,
         },
+        host_ifindex=socket.if_nametoindex(pod.host_veth),
     )
 
 
@@ -421,7 +425,7 @@ def measure_inprocess(lab: LabNode, passes: int, profile: bool, r: Results, egre
     lab_pods = lab.pods()
     pods = [p.as_pod() for p in lab_pods]
     statuses = {p.sandbox_id: applied_status(p, egress_mode) for p in lab_pods}
-    with StatsSocketPool() as pool:
+    with NetlinkSocketPool() as pool:
         sampler = Sampler(lambda: pods, lambda: statuses, pool, HealthRecorder(), interval_s=1.0)
         for _ in range(3):  # warm-up: opens the sockets, first rates
             sampler.sample_once()

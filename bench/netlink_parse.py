@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Cost of one statistics pass: struct-parsed raw netlink (StatsSocketPool) vs pyroute2.
+"""Cost of one statistics pass: struct-parsed raw netlink (NetlinkSocketPool) vs pyroute2.
 
 Creates N namespaces of its own (unique prefix), each with a veth to a temporary bridge and a
 TBF on both ends, then times full passes (links + qdiscs of every namespace + the host one):
-  (a) agent.netlink.StatsSocketPool (raw socket per namespace, hand-written parsing)
+  (a) agent.netlink.NetlinkSocketPool (raw socket per namespace, hand-written parsing)
   (b) pyroute2 IPRoute(netns=path, flags=0) per namespace, get_links() + get_qdiscs(), with the
       same fields extracted, sockets kept open.
 Everything created is removed in a finally. Needs root.
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyroute2 import IPRoute  # noqa: E402
 
-from agent.netlink.stats_socket import StatsSocketPool  # noqa: E402
+from agent.netlink.socket import NetlinkSocketPool  # noqa: E402
 
 NETNS_DIR = "/var/run/netns"
 TBF = ["tbf", "rate", "10mbit", "burst", "32k", "latency", "5ms"]
@@ -82,7 +82,7 @@ def time_passes(run_pass: Callable[[], int], passes: int) -> tuple[float, float,
     return wall * 1000 / passes, cpu * 1000 / passes, records
 
 
-def pool_pass(pool: StatsSocketPool, paths: list[str | None]) -> int:
+def pool_pass(pool: NetlinkSocketPool, paths: list[str | None]) -> int:
     n = 0
     for path in paths:
         sock = pool.get(path)
@@ -124,7 +124,7 @@ def main() -> int:
         return 2
 
     node = BenchNode(args.namespaces)
-    pool = StatsSocketPool()
+    pool = NetlinkSocketPool()
     iprs: list[IPRoute] = []
     try:
         t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def main() -> int:
         print(f"namespaces: {len(paths)} (incl. host), records per pass: raw {rec_a}, "
               f"pyroute2 {rec_b}; {args.passes} passes each")
         print(f"{'method':<34}{'wall ms/pass':>14}{'CPU ms/pass':>14}{'open all ms':>14}")
-        print(f"{'(a) StatsSocketPool (struct)':<34}{wall_a:>14.2f}{cpu_a:>14.2f}{open_a:>14.1f}")
+        print(f"{'(a) NetlinkSocketPool (struct)':<34}{wall_a:>14.2f}{cpu_a:>14.2f}{open_a:>14.1f}")
         print(f"{'(b) pyroute2 IPRoute per netns':<34}{wall_b:>14.2f}{cpu_b:>14.2f}{open_b:>14.1f}")
         print(f"ratio b/a: wall {wall_b / wall_a:.1f}x, CPU {cpu_b / cpu_a:.1f}x")
         return 0

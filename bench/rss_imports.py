@@ -1,9 +1,9 @@
 """What `podbw run`'s imports cost in resident memory, by top-level package.
 
-    .venv/bin/python bench/rss_imports.py [--full-pyroute2] [--top N]
+    .venv/bin/python bench/rss_imports.py [--top N]
 
 Runs a fresh interpreter that imports what `podbw run` imports, in the same order (the CLI
-parser, then the agent with pyroute2's lean import), and charges the growth of RSS during each
+parser, then the agent), and charges the growth of RSS during each
 module's load to that module alone (its own imports are charged to them), split into
 anonymous memory (Python objects, native heaps) and file-backed pages (shared libraries and
 extension modules: they count in RSS too). Needs no lab and no root. Numbers are for this
@@ -93,10 +93,6 @@ sys.meta_path.insert(0, Finder())
 from agent.cli.main import build_parser
 
 build_parser()
-if not FULL_PYROUTE2:
-    from agent.netlink import pyroute2_lean
-
-    pyroute2_lean.install()
 import agent.service.agent  # noqa: E402,F401
 import gzip  # noqa: E402,F401  (imported by the first gzip scrape)
 
@@ -115,20 +111,18 @@ print(json.dumps({
 """
 
 
-def measure(full_pyroute2: bool) -> dict:
-    code = f"FULL_PYROUTE2 = {full_pyroute2!r}\n" + CHILD
+def measure() -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full-pyroute2", action="store_true", help="import pyroute2 the usual way")
     parser.add_argument("--top", type=int, default=25, help="packages to list")
     args = parser.parse_args()
-    r = measure(args.full_pyroute2)
+    r = measure()
     mib = 2**20
     (anon0, file0), (anon1, file1) = r["start"], r["end"]
     print(

@@ -77,16 +77,20 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(pod: Pod) -> PodRow:
     from agent.model.annotations import EGRESS_BANDWIDTH, INGRESS_BANDWIDTH
-    from agent.netlink.tc import NetnsTc, TcError
+    from agent.netlink.errors import NetlinkError
+    from agent.netlink.socket import NetlinkSocket
+    from agent.netlink.tc import TcWriter
     from agent.shaping.devices import find_pod_devices
 
     host_interface, ip = "", pod.ip
     try:
-        with NetnsTc(None) as host, NetnsTc(pod.netns_path) as pod_tc:
-            devices = find_pod_devices(pod_tc, host)
-            host_interface = devices.host_ifname
-            ip = ip or pod_tc.first_ipv4(devices.pod_ifindex)
-    except TcError:
+        with NetlinkSocket(None) as host, NetlinkSocket(pod.netns_path) as pod_reader:
+            devices = find_pod_devices(pod.netns_path, pod_reader, host)
+        host_interface = devices.host_ifname
+        if not ip:
+            with TcWriter(pod.netns_path) as pod_tc:
+                ip = pod_tc.first_ipv4(devices.pod_ifindex)
+    except NetlinkError:
         pass  # shown as empty: the pod is being created or torn down
     return PodRow(
         namespace=pod.namespace,

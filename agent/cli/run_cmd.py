@@ -33,13 +33,6 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.netlink import pyroute2_lean
-    from agent.service.malloc_tuning import tune_malloc
-
-    # Before Agent() starts any thread: arenas are created per thread as they first allocate.
-    tune_malloc()
-    # Before anything imports pyroute2: the agent needs IPRoute, not the whole library.
-    pyroute2_lean.install()
     from agent.service.agent import Agent
     from agent.service.http import MetricsServerError
 

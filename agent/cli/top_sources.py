@@ -26,7 +26,7 @@ from agent.model.health import HealthRecorder
 from agent.model.log_fields import pod_fields
 from agent.model.pod import Pod
 from agent.model.snapshot import Snapshot
-from agent.netlink.stats_socket import StatsSocketPool
+from agent.netlink.socket import NetlinkSocketPool
 from agent.shaping.reconciler import Reconciler
 from agent.shaping.settings import ShapingSettings
 
@@ -104,7 +104,7 @@ class LocalSource:
             self._health,
             overrides=self._overrides.current if self._overrides else (lambda: {}),
         )
-        self._pool = StatsSocketPool()
+        self._pool = NetlinkSocketPool()
         self._sampler = Sampler(
             pods=self._registry.pods,
             shaping=self._reconciler.statuses,

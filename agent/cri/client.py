@@ -127,18 +127,6 @@ class EventStream(Iterator[SandboxEvent]):
         self._cancelled = True
         self._call.cancel()
 
-    def wait_subscribed(self) -> None:
-        """Block until the server sent response headers, or the stream ended.
-
-        The lab server sends headers as soon as it has subscribed, so a test can change pods
-        after this without racing the subscription. CRI-O sends headers only with the first
-        event: don't call this against a real runtime.
-        """
-        try:
-            self._call.initial_metadata()
-        except grpc.RpcError:
-            pass  # reported by the next __next__
-
 
 class CriClient:
     """Client for a CRI v1 runtime on a unix socket (`unix:///path` or a bare path)."""

@@ -37,8 +37,9 @@ from agent.discovery.shared_netns import one_pod_per_netns
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod, display_key
 from agent.model.problems import ProblemLog
-from agent.netlink.netns import NetnsGone, host_netns_inode
-from agent.netlink.stats_socket import StatsSocket
+from agent.netlink.errors import NetlinkError
+from agent.netlink.netns import host_netns_inode
+from agent.netlink.socket import NetlinkSocket
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,7 @@ def _netns_identity(pod: Pod) -> tuple[int, int] | None:
 def has_pod_interface(netns_path: str) -> bool:
     """Whether the namespace already has its veth (any link besides loopback with a peer)."""
     try:
-        with StatsSocket(netns_path) as sock:
-            return any(link.link_ifindex and link.name != "lo" for link in sock.links())
-    except (NetnsGone, OSError):
+        with NetlinkSocket(netns_path) as sock:
+            return any(link.peer_ifindex and link.name != "lo" for link in sock.links())
+    except (NetlinkError, OSError):
         return False

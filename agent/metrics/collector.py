@@ -29,7 +29,7 @@ QDISC_LABELS = (*DIRECTION_LABELS, "kind")
 STATE_LABELS = (*DIRECTION_LABELS, "state")
 POD_INFO_LABELS = (*POD_LABELS, "uid", "netns", "host_interface")
 
-# (metric name part, LinkStats field, what it counts)
+# (metric name part, Link field, what it counts)
 _LINK_COUNTERS = (
     ("receive_bytes", "rx_bytes", "Bytes received"),
     ("receive_packets", "rx_packets", "Packets received"),
@@ -51,7 +51,7 @@ _QDISC_GAUGES = (
     ("backlog_bytes", "backlog_bytes", "Bytes queued in"),
     ("backlog_packets", "backlog_packets", "Packets queued in"),
 )
-# (metric name after podbw_qdisc_, QdiscStats field, what it counts, family type)
+# (metric name after podbw_qdisc_, Qdisc field, what it counts, family type)
 _QDISC_FAMILIES = (
     *((f"{part}_total", attr, what, CounterMetricFamily) for part, attr, what in _QDISC_COUNTERS),
     *((part, attr, what, GaugeMetricFamily) for part, attr, what in _QDISC_GAUGES),
@@ -105,10 +105,8 @@ class PodbwCollector(Collector):
         health: HealthData | None,
         pods: int | None,
     ) -> Iterator[Metric]:
-        """Each family built and yielded in turn, one pass over the pods per family: the
-        exposition formats a family and drops it before the next is built, so a render of 250
-        pods holds one family's samples (at most 1,000) instead of all 9,000 at once (2.9 MiB
-        of Python objects; each pass over the snapshot costs far less than formatting)."""
+        """Each family built and yielded in turn, one pass over the pods per family: a render
+        holds one family's samples at a time, not every family's at once."""
         every = _interval_text(interval_s)
         sampled = f"sampled every {every}"
         samples = snapshot.pods if snapshot is not None else ()

@@ -39,15 +39,15 @@ from agent.model.direction import Direction
 from agent.model.handles import PODBW_ROOT_HANDLE, TC_H_ROOT
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod
-from agent.model.snapshot import DirectionSample, LinkStats, PodSample, QdiscStats, Snapshot
+from agent.model.kernel import Link, Qdisc
+from agent.model.snapshot import DirectionSample, PodSample, Snapshot
 from agent.model.status import PodShapingStatus
 from agent.netlink.errors import NetlinkError
-from agent.netlink.netns import NetnsGone
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
 
-    from agent.netlink.stats_socket import StatsSocket, StatsSocketPool
+    from agent.netlink.socket import NetlinkSocket, NetlinkSocketPool
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ JOB_ID = "podbw-sampler"
 LOOPBACK = "lo"
 _INGRESS, _EGRESS = Direction.INGRESS, Direction.EGRESS
 # A namespace that vanished between discovery and the dump is routine churn, not an agent fault.
-_NAMESPACE_ERRORS = (NetnsGone, NetlinkError, OSError)
+_NAMESPACE_ERRORS = (NetlinkError, OSError)
 FULL_READ_MAX_AGE_S = 30.0
 """Every pod's links are read at least this often (a common scrape interval): the drop and error
 counters only its own side keeps are at most this stale. These reads are the costliest per-pod
@@ -63,7 +63,7 @@ part of a pass (a round trip into the namespace), hence not more often. Each pod
 due after 0.5..1x this, at random, so pods first read together do not all come due together."""
 
 
-def _is_podbw_root(q: QdiscStats) -> bool:
+def _is_podbw_root(q: Qdisc) -> bool:
     return q.handle == PODBW_ROOT_HANDLE and q.parent == TC_H_ROOT
 
 
@@ -72,22 +72,22 @@ class _Namespace:
 
     __slots__ = ("link_by_ifindex", "podbw_root_by_name")
 
-    def __init__(self, links: Sequence[LinkStats], qdiscs: Sequence[QdiscStats]) -> None:
+    def __init__(self, links: Sequence[Link], qdiscs: Sequence[Qdisc]) -> None:
         self.link_by_ifindex = by_ifindex = {link.ifindex: link for link in links}
-        self.podbw_root_by_name: dict[str, QdiscStats] = {}
+        self.podbw_root_by_name: dict[str, Qdisc] = {}
         for q in qdiscs:
             if _is_podbw_root(q):
                 link = by_ifindex.get(q.ifindex)
                 if link is not None:
                     self.podbw_root_by_name[link.name] = q
 
-    def podbw_root(self, device: str) -> QdiscStats | None:
+    def podbw_root(self, device: str) -> Qdisc | None:
         return self.podbw_root_by_name.get(device)
 
 
 def _podbw_root_in(
-    links: Sequence[LinkStats], qdiscs: Sequence[QdiscStats], device: str
-) -> QdiscStats | None:
+    links: Sequence[Link], qdiscs: Sequence[Qdisc], device: str
+) -> Qdisc | None:
     """podbw's root qdisc on device, in a pod's few links and qdiscs (no index worth building)."""
     for link in links:
         if link.name == device:
@@ -97,15 +97,6 @@ def _podbw_root_in(
                     return q
             return None
     return None
-
-
-def _links_and_qdiscs(sock: StatsSocket) -> tuple[Sequence[LinkStats], Sequence[QdiscStats]]:
-    """Both dumps, in one round trip when the socket offers it (StatsSocket does; a reader
-    with only links() and qdiscs() works too)."""
-    both = getattr(sock, "links_and_qdiscs", None)
-    if both is not None:
-        return both()
-    return sock.links(), sock.qdiscs()
 
 
 def _same_items(a: Sequence[object], b: Sequence[object]) -> bool:
@@ -151,7 +142,7 @@ RECEIVED_MEANWHILE_MAX_PACKETS = 64
 (floods) may be in the pod's receive counters and not yet in the peer's transmit ones."""
 
 
-def _host_peers(own: Sequence[LinkStats], host: _Namespace, status: PodShapingStatus) -> tuple[LinkStats, ...] | None:
+def _host_peers(own: Sequence[Link], host: _Namespace, status: PodShapingStatus) -> tuple[Link, ...] | None:
     """The host-side peer of the pod's one interface, or None unless that interface is the veth
     the reconciler proved from the host side (status) and its peer mirrors it right now.
 
@@ -171,7 +162,7 @@ def _host_peers(own: Sequence[LinkStats], host: _Namespace, status: PodShapingSt
         or link.kind != "veth"
         or peer.kind != "veth"
         or peer.name != status.host_interface
-        or peer.link_ifindex != link.ifindex
+        or peer.peer_ifindex != link.ifindex
         or peer.rx_bytes != link.tx_bytes
         or peer.rx_packets != link.tx_packets
         or not 0 <= link.rx_packets - peer.tx_packets <= RECEIVED_MEANWHILE_MAX_PACKETS
@@ -202,11 +193,11 @@ class _PodCounters:
         self.sample: PodSample | None = None
         self.ingress: DirectionSample | None = None
         self.egress: DirectionSample | None = None
-        self.own: tuple[LinkStats, ...] = ()
+        self.own: tuple[Link, ...] = ()
         """The pod's interfaces but loopback, as last published."""
         self.status: PodShapingStatus | None = None
         """The shaping status of the last full read."""
-        self.host_peers: tuple[LinkStats, ...] | None = None
+        self.host_peers: tuple[Link, ...] | None = None
         """Set after a full read whose interfaces all mirror a host peer (in the order of own);
         None: read in full."""
         self.host_devices: tuple[str | None, str | None] = (None, None)
@@ -216,40 +207,33 @@ class _PodCounters:
         self.full_read_due_s = 0.0
 
 
-def _first_interfaces(own: tuple[LinkStats, ...], status: PodShapingStatus, count: int) -> tuple[LinkStats, ...]:
+def _first_interfaces(own: tuple[Link, ...], status: PodShapingStatus, count: int) -> tuple[Link, ...]:
     """The `count` interfaces of a pod that has more to export: its veth to the host first, then
     by ifindex (a pod can make thousands; each would add eight series)."""
     return tuple(sorted(own, key=lambda link: (link.ifindex != status.pod_ifindex, link.ifindex))[:count])
 
 
-def _without_loopback(links: Sequence[LinkStats]) -> tuple[LinkStats, ...]:
+def _without_loopback(links: Sequence[Link]) -> tuple[Link, ...]:
     return tuple([link for link in links if link.name != LOOPBACK])
 
 
-def _same_veth(peer: LinkStats, now: LinkStats | None) -> bool:
+def _same_veth(peer: Link, now: Link | None) -> bool:
     """Whether a host link read now is still the veth `peer` was, paired with the same pod
     interface (its counters may have moved)."""
-    return now is not None and now.link_ifindex == peer.link_ifindex and now.kind == peer.kind
+    return now is not None and now.peer_ifindex == peer.peer_ifindex and now.kind == peer.kind
 
 
-def _mirrored(link: LinkStats, peer: LinkStats) -> LinkStats:
+def _mirrored(link: Link, peer: Link) -> Link:
     """The pod's link with its byte and packet counters read from its host peer: what one
     side sends the other receives, and the kernel reports it from one counter on both. The
     drop and error counters are the pod side's own, from its last read."""
-    # (tuple.__new__: NamedTuple._replace costs several times as much, per pod per pass.)
-    ifindex, name, link_ifindex, link_netnsid, kind, _, _, rx_errors, rx_dropped, _, _, tx_errors, tx_dropped = link
-    return tuple.__new__(
-        LinkStats,
-        (
-            ifindex, name, link_ifindex, link_netnsid, kind,
-            peer.tx_bytes, peer.tx_packets, rx_errors, rx_dropped,
-            peer.rx_bytes, peer.rx_packets, tx_errors, tx_dropped,
-        ),
+    return link._replace(
+        rx_bytes=peer.tx_bytes, rx_packets=peer.tx_packets, tx_bytes=peer.rx_bytes, tx_packets=peer.rx_packets
     )
 
 
 def _pod_qdiscs_unchanged(
-    counters: _PodCounters, status: PodShapingStatus, now: tuple[LinkStats, ...]
+    counters: _PodCounters, status: PodShapingStatus, now: tuple[Link, ...]
 ) -> bool:
     """Whether podbw's qdiscs in the pod still read as at its last full read, going by its
     interfaces read now (loopback left out): it transmitted nothing since (each interface's
@@ -275,7 +259,7 @@ def _pod_qdiscs_unchanged(
 
 
 def _same_or_new(
-    previous: DirectionSample | None, qdisc: QdiscStats | None, rate: float, peak: float
+    previous: DirectionSample | None, qdisc: Qdisc | None, rate: float, peak: float
 ) -> DirectionSample:
     """`previous` when it already says this, else a new DirectionSample."""
     if (
@@ -285,7 +269,7 @@ def _same_or_new(
         and previous.peak_bytes_per_s == peak
     ):
         return previous
-    return tuple.__new__(DirectionSample, (qdisc, rate, peak))
+    return DirectionSample(qdisc, rate, peak)
 
 
 class Sampler:
@@ -295,7 +279,7 @@ class Sampler:
         self,
         pods: Callable[[], Sequence[Pod]],
         shaping: Callable[[], Mapping[str, PodShapingStatus]],
-        pool: StatsSocketPool,
+        pool: NetlinkSocketPool,
         health: HealthRecorder,
         interval_s: float = 1.0,
         peak_window_s: float = 60.0,
@@ -404,7 +388,7 @@ class Sampler:
     def _dump_host(self, with_qdiscs: bool) -> _Namespace:
         try:
             sock = self._pool.get(None)
-            host = _Namespace(*_links_and_qdiscs(sock)) if with_qdiscs else _Namespace(sock.links(), ())
+            host = _Namespace(*sock.links_and_qdiscs()) if with_qdiscs else _Namespace(sock.links(), ())
         except _NAMESPACE_ERRORS as exc:
             # Logged once per outage: at 1 s intervals a log line per pass would flood.
             if not self._host_failing:
@@ -431,8 +415,8 @@ class Sampler:
         when its links show it transmitted (or dropped) since the last pass, or one of those
         qdiscs held a backlog (_pod_qdiscs_unchanged)."""
         needs_pod_qdiscs = any(d.device and d.device_in_pod for d in status.directions.values())
-        qdiscs: Sequence[QdiscStats] | None
-        own: tuple[LinkStats, ...] | None = None
+        qdiscs: Sequence[Qdisc] | None
+        own: tuple[Link, ...] | None = None
         try:
             sock = self._pool.get(pod.netns_path)
             if not needs_pod_qdiscs:
@@ -442,7 +426,7 @@ class Sampler:
                 own = _without_loopback(links)
                 qdiscs = None if _pod_qdiscs_unchanged(counters, status, own) else sock.qdiscs()
             else:
-                links, qdiscs = _links_and_qdiscs(sock)
+                links, qdiscs = sock.links_and_qdiscs()
         except _NAMESPACE_ERRORS as exc:
             log.debug("pod %s left out of this sample: %s", pod.display, exc)
             self._pool.forget(pod.netns_path)
@@ -451,7 +435,7 @@ class Sampler:
         at_s = self._clock()
         if own is None:
             own = _without_loopback(links)
-        qdisc_of: dict[Direction, QdiscStats | None] = {}
+        qdisc_of: dict[Direction, Qdisc | None] = {}
         host_devices: dict[Direction, str] = {}
         pod_devices: dict[Direction, str] = {}
         for direction, d in status.directions.items():
@@ -551,10 +535,10 @@ class Sampler:
         pod: Pod,
         status: PodShapingStatus,
         counters: _PodCounters,
-        own: tuple[LinkStats, ...],
+        own: tuple[Link, ...],
         same_interfaces: bool,
-        ingress_qdisc: QdiscStats | None,
-        egress_qdisc: QdiscStats | None,
+        ingress_qdisc: Qdisc | None,
+        egress_qdisc: Qdisc | None,
         at_s: float,
     ) -> PodSample:
         """The pod's sample from its interfaces and qdiscs at at_s; rates against the previous
@@ -598,9 +582,8 @@ class Sampler:
             return previous
         counters.ingress, counters.egress, counters.own = ingress, egress, own
         exported = own if len(own) <= self.max_interfaces else _first_interfaces(own, status, self.max_interfaces)
-        # (tuple.__new__ skips PodSample's generated __new__, for hundreds of pods a pass.)
-        sample = counters.sample = tuple.__new__(
-            PodSample, (pod, status, exported, {_INGRESS: ingress, _EGRESS: egress}, len(own) - len(exported))
+        sample = counters.sample = PodSample(
+            pod, status, exported, {_INGRESS: ingress, _EGRESS: egress}, len(own) - len(exported)
         )
         return sample
 

@@ -7,6 +7,8 @@ PODBW_MAJOR = 0x5062
 PODBW_ROOT_HANDLE = PODBW_MAJOR << 16
 INGRESS_HANDLE = 0xFFFF0000
 """The ingress qdisc's fixed handle `ffff:`."""
+REDIRECT_FILTER_PRIO = PODBW_MAJOR
+"""Preference of podbw's ifb redirect filter: marks it as podbw's on a shared ingress qdisc."""
 TC_H_ROOT = 0xFFFFFFFF
 TC_H_INGRESS = 0xFFFFFFF1
 

@@ -15,7 +15,8 @@ import socket
 import threading
 from typing import Callable, TypeVar
 
-NSFS_MAGIC = 0x6E736673
+from agent.netlink.errors import Gone
+
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 HOST_NETNS_PATH = "/proc/1/ns/net"
@@ -23,35 +24,25 @@ OWN_NETNS_PATH = "/proc/self/ns/net"
 
 T = TypeVar("T")
 
+# os.setns() arrives in Python 3.12; until then, libc's.
 _libc = ctypes.CDLL(None, use_errno=True)
-# struct statfs begins with f_type (a long) on every Linux ABI; 256 bytes covers the whole
-# struct (120 bytes on x86_64/aarch64) without declaring its layout.
-_STATFS_BUFFER_BYTES = 256
 
 
-class NetnsGone(Exception):
-    """The namespace path no longer is a network namespace (missing, empty pin, unmounted)."""
-
-
-def _fs_type(path: str | None = None, fd: int | None = None) -> int | None:
-    """f_type of the filesystem holding path (or fd); None when it cannot be read."""
-    buf = ctypes.create_string_buffer(_STATFS_BUFFER_BYTES)
-    if fd is not None:
-        rc = _libc.fstatfs(fd, buf)
-    else:
-        rc = _libc.statfs(os.fsencode(path), buf)
-    if rc != 0:
-        return None
-    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
+def _nsfs_device() -> int:
+    """The device of nsfs, the one filesystem every namespace file lives on."""
+    return os.stat(OWN_NETNS_PATH).st_dev
 
 
 def is_netns(path: str) -> bool:
-    """True when path is a bind-mounted namespace file (nsfs); false for missing/empty files.
+    """True when path is a bind-mounted namespace file; false for a missing or empty pin.
 
     The pin file exists, empty, before CRI-O's pinns bind-mounts the namespace onto it: an
     inotify IN_CREATE alone does not mean the namespace is usable yet.
     """
-    return _fs_type(path=path) == NSFS_MAGIC
+    try:
+        return os.stat(path).st_dev == _nsfs_device()
+    except OSError:
+        return False
 
 
 def netns_inode(path: str) -> int:
@@ -63,8 +54,7 @@ def host_netns_inode() -> int:
     """Inode of the host's network namespace (PID 1's); host-network pods' pins have it too.
 
     When PID 1's namespace links cannot be read (EACCES: PID 1 belongs to a supervisor the
-    agent may not ptrace, as in some sandboxes) this falls back to the agent's own namespace,
-    which is the host's because the agent runs with hostNetwork.
+    agent may not ptrace), the agent's own, which is the host's: it runs with hostNetwork.
     """
     try:
         return netns_inode(HOST_NETNS_PATH)
@@ -72,15 +62,21 @@ def host_netns_inode() -> int:
         return netns_inode(OWN_NETNS_PATH)
 
 
+def netns_identity(path: str) -> tuple[int, int]:
+    """(device, inode) of the namespace at path: what a socket opened there stays bound to."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
 def _open_netns(netns_path: str) -> int:
     try:
         fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError) as exc:
-        raise NetnsGone(f"network namespace {netns_path} does not exist") from exc
+        raise Gone(f"network namespace {netns_path} does not exist") from exc
     # Checked on the open fd, not the path, so an unmount between check and setns cannot slip by.
-    if _fs_type(fd=fd) != NSFS_MAGIC:
+    if os.fstat(fd).st_dev != _nsfs_device():
         os.close(fd)
-        raise NetnsGone(f"{netns_path} is not a namespace file (empty pin or unmounted)")
+        raise Gone(f"{netns_path} is not a namespace file (empty pin or unmounted)")
     return fd
 
 
@@ -88,7 +84,7 @@ def _setns(fd: int, netns_path: str) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         if err == errno.EINVAL:
-            raise NetnsGone(f"{netns_path} is a namespace file but not a network namespace")
+            raise Gone(f"{netns_path} is a namespace file but not a network namespace")
         raise OSError(err, f"setns({netns_path}): {os.strerror(err)}")
 
 
@@ -97,8 +93,8 @@ def run_in_netns(netns_path: str | None, fn: Callable[[], T]) -> T:
 
     fn runs in a dedicated thread that exits afterwards, so no thread of the caller ever
     changes namespace. Sockets fn creates keep talking to that namespace after the thread ends.
-    netns_path None runs fn directly in the caller's namespace. Raises NetnsGone when the path
-    is missing or not a network namespace; exceptions from fn propagate unchanged.
+    netns_path None runs fn directly in the caller's namespace. Raises Gone when the path is
+    missing or not a network namespace; exceptions from fn propagate unchanged.
     """
     if netns_path is None:
         return fn()
@@ -123,14 +119,12 @@ def run_in_netns(netns_path: str | None, fn: Callable[[], T]) -> T:
     return outcome["value"]  # type: ignore[return-value]
 
 
-def open_netlink_socket(netns_path: str | None, protocol: int = NETLINK_ROUTE) -> socket.socket:
-    """A netlink socket bound to the namespace at netns_path (None: the caller's own).
+def open_netlink_socket(netns_path: str | None) -> socket.socket:
+    """A rtnetlink socket bound to the namespace at netns_path (None: the caller's own).
 
     For pyroute2 0.9.x use it as `IPRoute(use_socket=sock)`, built and used in one thread:
-    IPRoute keeps its socket per thread, so an IPRoute constructed inside run_in_netns and then
-    used from another thread silently opens a fresh socket in that thread's namespace (the
-    host's). IPRoute.close() closes the use_socket as well.
+    IPRoute keeps its socket per thread, so one constructed inside run_in_netns and used from
+    another thread silently opens a fresh socket in that thread's namespace (the host's). A
+    datagram socket: pyroute2's asyncio transport takes no other.
     """
-    return run_in_netns(
-        netns_path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, protocol)
-    )
+    return run_in_netns(netns_path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))

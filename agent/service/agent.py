@@ -18,7 +18,7 @@ from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
 from agent.model.log_fields import pod_fields
-from agent.netlink.stats_socket import StatsSocketPool
+from agent.netlink.socket import NetlinkSocketPool
 from agent.service.http import MetricsServer
 from agent.service.node_lock import NodeLock
 from agent.service.settings import AgentSettings
@@ -50,7 +50,7 @@ class Agent:
         self.discovery = Discovery(self.registry, settings.discovery, self.health)
         # The ifb owner names exactly what this agent shapes: one runtime and its netns directory.
         self.node_lock = NodeLock(settings.shaping.ifb_owner)
-        self.pool = StatsSocketPool()
+        self.pool = NetlinkSocketPool()
         self.sampler = Sampler(
             pods=self.registry.pods,
             shaping=self.reconciler.statuses,

@@ -1,6 +1,7 @@
-"""Reconciler: make the kernel's qdiscs for each pod equal the desired TBF, changing only the
-difference. Safe to run any number of times; after an agent restart with unchanged annotations
-it reads the kernel, finds podbw's qdiscs as desired, and writes nothing.
+"""Reconciler: for each pod, observe what the kernel holds, plan the difference from what its
+annotations ask, and apply it. After an agent restart with unchanged annotations the plan is
+empty and nothing is written. Observe-only (a viewer, or an agent waiting for the node lock) is
+observe and plan without apply.
 
 Not thread-safe: the service calls it from one worker thread. `statuses()` may be read from any
 thread (it returns an immutable published mapping).
@@ -15,26 +16,43 @@ from typing import Callable, Mapping
 
 from agent.model.annotations import EGRESS_LATENCY, DesiredDirection, desired_shaping
 from agent.model.direction import Direction, ShapingState
-from agent.model.handles import PODBW_ROOT_HANDLE, format_handle
+from agent.model.handles import TC_H_ROOT
 from agent.model.health import HealthRecorder
 from agent.model.log_fields import pod_fields
 from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
 from agent.model.problems import ProblemLog, cause_key
+from agent.model.shaping import (
+    AddRedirect,
+    CreateIfb,
+    DeleteIfb,
+    DeleteIngress,
+    DeleteRoot,
+    Intent,
+    Op,
+    Plan,
+    PodDevices,
+    ReplaceTbf,
+    SetGso,
+    SetUp,
+)
 from agent.model.status import DirectionStatus, PodShapingStatus
-from agent.model.tbf import GSO_LEGACY_MAX_BYTES, gso_max_bytes, without_limit_floor
+from agent.model.tbf import without_limit_floor
 from agent.model.tbf_params import TbfParams
-from agent.model.valuetext import quote_value
-from agent.netlink.errors import NetlinkError
-from agent.netlink.stats_socket import StatsSocket
-from agent.netlink.tc import REDIRECT_FILTER_PRIO, DeviceGone, NetnsTc, TcError, bucket_shrinks, expected_tbf
-from agent.shaping.devices import PodDevices, find_pod_devices, leads_into
+from agent.netlink.errors import Gone, NetlinkError
+from agent.netlink.socket import NetlinkSocket
+from agent.netlink.tc import TcWriter
+from agent.shaping.apply import Writers, apply
+from agent.shaping.devices import find_pod_devices, still_valid
+from agent.shaping.observe import observe
+from agent.shaping.plan import plan
 from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
 log = logging.getLogger(__name__)
 
 Overrides = Callable[[], Mapping[str, Mapping[str, str]]]
+NOT_APPLIED = "not applied (no agent is shaping)"
 
 
 class Reconciler:
@@ -43,16 +61,14 @@ class Reconciler:
         settings: ShapingSettings,
         health: HealthRecorder,
         overrides: Overrides = lambda: {},
-        tc_factory: Callable[[str | None], NetnsTc] = NetnsTc,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._health = health
         self._overrides = overrides
-        self._tc_factory = tc_factory
         self._clock = clock
-        self._host: NetnsTc | None = None
-        self._pod_tc: dict[str, NetnsTc] = {}
+        self._host_reader: NetlinkSocket | None = None
+        self._host_writer: TcWriter | None = None
         self._devices: dict[str, PodDevices] = {}
         self._problems = ProblemLog()
         """Per sandbox id, the problems its last reconcile found (already logged and counted)."""
@@ -60,9 +76,9 @@ class Reconciler:
         """sandbox id -> when discovery saw it, until its first limit lands (reconcile latency)."""
         self._statuses: dict[str, PodShapingStatus] = {}
         self._unowned_ifbs: set[str] = set()
+        """ifbs reported by the last orphan scan as named like podbw's without an owner."""
         self._writes_allowed = settings.enabled
         """False: observe only (a viewer, or an agent waiting for the node lock)."""
-        """ifbs reported by the last orphan scan as named like podbw's without an owner."""
 
     # ---- public ---------------------------------------------------------------------------
     def allow_writes(self, allowed: bool) -> None:
@@ -77,31 +93,17 @@ class Reconciler:
             self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
         self._problems.begin(pod.sandbox_id)
         annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
-        desired = desired_shaping(annotations)
-        want_egress = desired[Direction.EGRESS]
-        if self._settings.egress_mode != EGRESS_MODE_IFB and want_egress.params and EGRESS_LATENCY not in annotations:
-            # The pod's own TCP sits behind this TBF and meets back-pressure, not losses: the
-            # 8-frame floor kept for remote senders would only add delay (see without_limit_floor).
-            desired[Direction.EGRESS] = replace(want_egress, params=without_limit_floor(want_egress.params))
-        for want in desired.values():
+        intent = self._intent(pod, annotations)
+        for want in intent.directions.values():
             if want.state is ShapingState.INVALID:
                 # Keyed by the whole value: the error text shows only the first 40 characters.
                 problem = f"invalid:{want.error_key}:{annotations.get(want.error_key)}:{want.error}"
                 self._report_once(pod, problem, lambda w=want: self._log_invalid(pod, w))
-        try:
-            status = self._apply(pod, desired)
-        except ObserveOnly:
-            status = self._observed_status(pod, desired)
-        except DeviceGone as err:
-            status = self._error_status(pod, desired, f"pod interface gone: {err}")
-            self._drop_pod_tc(pod.sandbox_id)
-        except TcError as err:
-            status = self._error_status(pod, desired, str(err))
-            self._report_once(pod, f"error:{err}", lambda: log.error("pod %s: shaping failed: %s", pod.display, err))
-            self._drop_pod_tc(pod.sandbox_id)
-        # Opening a pod's netlink handle costs ~1 ms; keeping 250 of them costs ~16 MB and
-        # 1,250 file descriptors. Reconciles are rare (events, resyncs): open per reconcile.
-        self._close_pod_tc(pod.sandbox_id)
+        status = self._shape(pod, intent)
+        for direction, current in status.directions.items():
+            if current.state is ShapingState.FOREIGN:
+                self._report_once(pod, f"foreign:{direction.value}:{current.reason}", lambda d=direction, r=current.reason: log.warning(
+                    "not podbw's: left alone", extra=pod_fields(pod, d, cause=r)))
         self._problems.end(pod.sandbox_id)
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
@@ -110,28 +112,22 @@ class Reconciler:
     def forget(self, pod: Pod) -> None:
         """The pod is gone: remove what podbw made for it on the host (its namespace is gone)."""
         devices = self._devices.pop(pod.sandbox_id, None)
-        try:
-            if not self._writes_allowed:
-                raise ObserveOnly("forget")  # a viewer only drops its own state
-            host = self._host_tc()
-            name = ifb_name(pod.sandbox_id)
-            ifb = host.link_by_name(name)
-            if ifb is not None:
-                host.delete_link(ifb.index, name)
-                self._health.shaping_operation("remove", "ok")
-            if devices is not None:
-                link = host.link_by_index(devices.host_ifindex)
-                if link is not None and link.name == devices.host_ifname:
-                    root = host.root_qdisc(link.index)
+        if self._writes_allowed:
+            try:
+                host, writer = self._host()
+                ifb = host.link(name=ifb_name(pod.sandbox_id))
+                if ifb is not None:
+                    writer.delete_link(ifb.ifindex, ifb.name)
+                    self._health.shaping_operation("remove", "ok")
+                if devices is not None:
+                    link = host.link(devices.host_ifindex)
+                    root = host.qdisc(devices.host_ifindex, TC_H_ROOT) if link and link.name == devices.host_ifname else None
                     if root is not None and classify_root(root.kind, root.handle) is Owner.PODBW:
-                        host.delete_root(link.index, root.handle, link.name)
+                        writer.delete_root(devices.host_ifindex, root.handle, devices.host_ifname)
                         self._health.shaping_operation("remove", "ok")
-        except ObserveOnly:
-            pass
-        except TcError as err:
-            log.error("pod %s: cleanup after removal failed: %s", pod.display, err)
-            self._health.shaping_operation("remove", "error")
-        self._drop_pod_tc(pod.sandbox_id)
+            except NetlinkError as err:
+                log.error("cleanup after removal failed", extra=pod_fields(pod, cause=str(err)))
+                self._health.shaping_operation("remove", "error")
         self._problems.forget(pod.sandbox_id)
         self._seen_at.pop(pod.sandbox_id, None)
         if pod.sandbox_id in self._statuses:
@@ -142,10 +138,7 @@ class Reconciler:
     def remove_limits(self, pod: Pod) -> None:
         """Take every podbw qdisc of the pod out of the kernel (the agent's --cleanup-on-exit)."""
         unlimited = {d: DesiredDirection(d, None) for d in Direction}
-        try:
-            self._apply(pod, unlimited)
-        except TcError as err:
-            log.error("pod %s: removing limits failed: %s", pod.display, err)
+        self._shape(pod, self._intent(pod, {}, unlimited))
         self.forget(pod)
 
     def collect_orphans(self, known_sandbox_ids: set[str]) -> None:
@@ -156,20 +149,20 @@ class Reconciler:
         expected = {ifb_name(sandbox_id) for sandbox_id in known_sandbox_ids}
         unowned: set[str] = set()
         try:
-            host = self._host_tc()
-            for link in self._host_links():
+            host, writer = self._host()
+            for link in host.links():
                 if link.kind != "ifb" or not IFB_NAME_RE.fullmatch(link.name) or link.name in expected:
                     continue
-                found = host.link_by_index(link.ifindex)
+                found = host.link(link.ifindex)  # the dump's alias may be a minute old
                 if found is None or found.name != link.name:
                     continue
                 if found.alias == self._settings.ifb_owner:
                     log.info("removing orphaned ifb %s", link.name)
-                    host.delete_link(link.ifindex, link.name)
+                    writer.delete_link(link.ifindex, link.name)
                     self._health.shaping_operation("remove", "ok")
                 elif not found.alias:
                     unowned.add(link.name)
-        except (TcError, NetlinkError, OSError) as err:
+        except NetlinkError as err:
             log.error("orphan ifb cleanup failed: %s", err)
             return
         for name in sorted(unowned - self._unowned_ifbs):
@@ -180,201 +173,104 @@ class Reconciler:
         self._unowned_ifbs = unowned
         self._health.set_unowned_ifbs(len(unowned))
 
-    @staticmethod
-    def _host_links():
-        # The raw reader: a full host dump decoded by pyroute2 costs ~1 ms per link.
-        with StatsSocket(None) as sock:
-            return sock.links()
-
     def close(self) -> None:
-        for sandbox_id in list(self._pod_tc):
-            self._drop_pod_tc(sandbox_id)
-        if self._host is not None:
-            self._host.close()
-            self._host = None
+        reader, writer = self._host_reader, self._host_writer
+        self._host_reader = self._host_writer = None
+        if reader is not None:
+            reader.close()
+        if writer is not None:
+            writer.close()
 
-    # ---- applying -------------------------------------------------------------------------
-    def _apply(self, pod: Pod, desired: dict[Direction, DesiredDirection]) -> PodShapingStatus:
-        host = self._host_tc()
-        pod_tc = self._pod_tc_for(pod)
-        devices = self._devices.get(pod.sandbox_id)
-        if devices is None or not self._still_valid(host, pod, devices):
-            devices = find_pod_devices(pod_tc, host)
-            self._devices[pod.sandbox_id] = devices
-
-        ingress = self._ensure_root_tbf(
-            pod, host, devices.host_ifindex, devices.host_ifname, False, desired[Direction.INGRESS]
-        )
+    # ---- observe, plan, apply -------------------------------------------------------------
+    def _intent(
+        self, pod: Pod, annotations: Mapping[str, str], desired: dict[Direction, DesiredDirection] | None = None
+    ) -> Intent:
+        if desired is None:
+            desired = desired_shaping(annotations)
         want_egress = desired[Direction.EGRESS]
-        if self._settings.egress_mode == EGRESS_MODE_IFB:
-            self._ensure_root_tbf(pod, pod_tc, devices.pod_ifindex, devices.pod_ifname, True, _UNLIMITED_EGRESS)
-            egress = self._ensure_ifb(pod, host, devices, want_egress)
-        else:
-            self._remove_ifb(pod, host, devices)
-            egress = self._ensure_root_tbf(pod, pod_tc, devices.pod_ifindex, devices.pod_ifname, True, want_egress)
-        in_pod_egress = self._settings.egress_mode != EGRESS_MODE_IFB and egress.state is ShapingState.APPLIED
-        self._ensure_gso(pod, pod_tc, devices, egress.params if in_pod_egress else None)
+        if self._settings.egress_mode != EGRESS_MODE_IFB and want_egress.params and EGRESS_LATENCY not in annotations:
+            # The pod's own TCP sits behind this TBF and meets back-pressure, not losses: the
+            # 8-frame floor kept for remote senders would only add delay (see without_limit_floor).
+            desired[Direction.EGRESS] = replace(want_egress, params=without_limit_floor(want_egress.params))
+        return Intent(
+            directions=desired,
+            egress_mode=self._settings.egress_mode,
+            take_over_foreign=self._settings.take_over_foreign,
+            ifb_name=ifb_name(pod.sandbox_id),
+            ifb_owner=self._settings.ifb_owner,
+        )
+
+    def _shape(self, pod: Pod, intent: Intent) -> PodShapingStatus:
+        devices = self._devices.get(pod.sandbox_id)
+        try:
+            host, host_writer = self._host()
+            # Opening a pod's socket costs ~1 ms; keeping 250 open costs memory and file
+            # descriptors, and reconciles are rare (events, resyncs): one per reconcile.
+            with NetlinkSocket(pod.netns_path) as pod_reader:
+                if devices is None or not still_valid(pod.netns_path, host, devices):
+                    devices = self._devices[pod.sandbox_id] = find_pod_devices(pod.netns_path, pod_reader, host)
+                view = observe(devices, pod_reader, host, intent.ifb_name, host_writer.ingress_filters)
+                steps = plan(intent, view)
+                statuses = dict(steps.statuses)
+                if not self._writes_allowed:
+                    statuses = self._observed(intent, steps)
+                elif steps.ops:
+                    writers = Writers(host_writer, host, lambda: TcWriter(pod.netns_path))
+                    try:
+                        failures = apply(steps.ops, writers, lambda op, err: self._done(pod, op, err))
+                    finally:
+                        writers.close()
+                    for direction, err in failures.items():
+                        if direction is None:
+                            # Only the GSO cap (a goodput aid) is missing; the limits are in place.
+                            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning(
+                                "GSO cap not set", extra=pod_fields(pod, cause=str(e))))
+                        else:
+                            statuses[direction] = self._failed(intent.directions[direction], str(err))
+                            self._report_once(pod, f"error:{err}", lambda d=direction, e=err: log.error(
+                                "shaping failed", extra=pod_fields(pod, d, cause=str(e))))
+        except Gone as err:
+            self._devices.pop(pod.sandbox_id, None)
+            return self._error_status(pod, intent, f"pod interface gone: {err}")
+        except NetlinkError as err:
+            self._devices.pop(pod.sandbox_id, None)
+            self._report_once(pod, f"error:{err}", lambda: log.error("shaping failed", extra=pod_fields(pod, cause=str(err))))
+            return self._error_status(pod, intent, str(err))
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=devices.host_ifname,
-            host_ifindex=devices.host_ifindex,
             pod_ifindex=devices.pod_ifindex,
-            directions={Direction.INGRESS: ingress, Direction.EGRESS: egress},
+            directions=statuses,
+            host_ifindex=devices.host_ifindex,
         )
 
-    def _ensure_root_tbf(
-        self, pod: Pod, tc: NetnsTc, index: int, device: str, in_pod: bool, want: DesiredDirection
-    ) -> DirectionStatus:
-        root = tc.root_qdisc(index)
-        owner = classify_root(root.kind if root else None, root.handle if root else 0)
-        if want.params is None:
-            if owner is Owner.PODBW and root is not None:
-                self._op("remove", lambda: tc.delete_root(index, root.handle, device))
-                log.info("pod %s: %s limit removed from %s", pod.display, want.direction.value, device)
-            state = want.state
-            return DirectionStatus(state, None, "", in_pod, want.error)
-        if owner is Owner.FOREIGN and not self._settings.take_over_foreign:
-            assert root is not None
-            reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
-            self._report_once(pod, f"foreign:{want.direction.value}:{reason}", lambda: log.warning("pod %s: %s: %s; left alone", pod.display, want.direction.value, reason))
-            return DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
-        if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
-            return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
-        op = {Owner.PODBW: "update", Owner.DEFAULT: "apply", Owner.FOREIGN: "takeover"}[owner]
-        if owner is Owner.PODBW and root is not None and root.tbf is not None and bucket_shrinks(root.tbf, want.params):
-            # A smaller bucket must start from an empty queue (see bucket_shrinks): a new TBF
-            # drops the few packets queued (TCP resends them) instead of wedging the device, and
-            # its counters start again (a counter reset, as Prometheus and the sampler expect).
-            self._op(op, lambda: self._recreate_tbf(tc, index, root.handle, want.params, device))
-        else:
-            self._op(op, lambda: tc.replace_tbf(index, PODBW_ROOT_HANDLE, want.params, device))
-        log.info(
-            "pod %s: %s limit %s on %s (%s)", pod.display, want.direction.value, describe(want.params), device, op
-        )
-        return DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
-
     @staticmethod
-    def _recreate_tbf(tc: NetnsTc, index: int, handle: int, params: TbfParams, device: str) -> None:
-        tc.delete_root(index, handle, device)
-        tc.replace_tbf(index, PODBW_ROOT_HANDLE, params, device)
+    def _observed(intent: Intent, steps: Plan) -> dict[Direction, DirectionStatus]:
+        """Observe-only: directions the kernel does not hold as wanted are not applied; the view
+        shows the truth, not the wish."""
+        statuses = dict(steps.statuses)
+        for direction in steps.pending():
+            want = intent.directions[direction]
+            if want.params is not None and statuses[direction].state is ShapingState.APPLIED:
+                statuses[direction] = replace(statuses[direction], state=ShapingState.ERROR, reason=NOT_APPLIED)
+        return statuses
 
-    def _ensure_gso(self, pod: Pod, pod_tc: NetnsTc, devices: PodDevices, egress: TbfParams | None) -> None:
-        """Egress mode `pod`: keep the pod's GSO packets no larger than its egress bucket (see
-        gso_max_bytes), so the pod's TCP meets back-pressure from its own qdisc instead of
-        losses. Otherwise (no egress limit, or mode `ifb`, which changes nothing in the pod)
-        give back the kernel's default if podbw lowered it."""
-        if not self._writes_allowed:
-            return
-        link = pod_tc.link_by_index(devices.pod_ifindex)
-        if link is None or link.gso_max_size <= 0:
-            return
-        want = gso_max_bytes(egress) if egress is not None else None
-        if want is None:
-            if link.gso_max_size >= GSO_LEGACY_MAX_BYTES:
-                return  # never lower what an admin raised (BIG TCP), only undo podbw's cap
-            want = GSO_LEGACY_MAX_BYTES
-        if link.gso_max_size == want:
-            return
-        try:
-            pod_tc.set_gso_max_size(devices.pod_ifindex, want, devices.pod_ifname)
-        except DeviceGone:
-            raise
-        except TcError as err:
-            # The limit itself is in place; only the GSO cap (a goodput aid) is missing.
-            self._report_once(pod, f"gso:{err}", lambda e=err: log.warning("pod %s: %s", pod.display, e))
+    def _done(self, pod: Pod, op: Op, err: NetlinkError | None) -> None:
+        if op.label is not None:
+            self._health.shaping_operation(op.label, "error" if err is not None else "ok")
+        if err is None:
+            # An ifb found down swallowed the pod's egress until now: worth a warning.
+            level = logging.WARNING if isinstance(op, SetUp) else logging.DEBUG if isinstance(op, SetGso) else logging.INFO
+            log.log(level, describe(op), extra=pod_fields(pod, op.direction))
 
-    def _ensure_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices, want: DesiredDirection) -> DirectionStatus:
-        if want.params is None:
-            self._remove_ifb(pod, host, devices)
-            return DirectionStatus(want.state, None, "", False, want.error)
-        ingress = host.ingress_qdisc(devices.host_ifindex)
-        filters = host.ingress_filters(devices.host_ifindex) if ingress is not None else []
-        foreign = [f for f in filters if f.prio != REDIRECT_FILTER_PRIO]
-        if (ingress is not None and ingress.kind != "ingress") or foreign:
-            if not self._settings.take_over_foreign:
-                reason = f"ingress qdisc on {devices.host_ifname} has filters that are not podbw's"
-                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
-                return DirectionStatus(ShapingState.FOREIGN, want.params, "", False, reason)
-            self._op("takeover", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
-            ingress, filters = None, []
-        name = ifb_name(pod.sandbox_id)
-        owner = self._settings.ifb_owner
-        ifb = host.link_by_name(name)
-        if ifb is None:
-            index = self._op("apply", lambda: host.add_ifb(name, owner))
-        else:
-            if ifb.alias not in ("", owner):
-                reason = f"ifb {name} carries another agent's alias {quote_value(ifb.alias)}"
-                self._report_once(pod, f"foreign:egress:{reason}", lambda: log.warning("pod %s: egress: %s; left alone", pod.display, reason))
-                return DirectionStatus(ShapingState.FOREIGN, want.params, name, False, reason)
-            if not ifb.admin_up or ifb.alias != owner:
-                # Set down by someone, or left half-made by an agent killed between creating it
-                # and setting it up: while down, it swallows all of the pod's egress.
-                self._op("update", lambda: host.set_up(ifb.index, name, owner))
-                log.warning("pod %s: egress ifb %s was %s; set up", pod.display, name, "down" if not ifb.admin_up else "without owner")
-            index = ifb.index
-        ours = [f for f in filters if f.prio == REDIRECT_FILTER_PRIO]
-        if not (len(ours) == 1 and ours[0].redirect_ifindex == index):
-            if ingress is not None:
-                self._op("update", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
-            self._op("apply", lambda: host.add_ingress_redirect(devices.host_ifindex, index, devices.host_ifname))
-        return self._ensure_root_tbf(pod, host, index, name, False, want)
+    def _host(self) -> tuple[NetlinkSocket, TcWriter]:
+        if self._host_reader is None or self._host_reader.closed:
+            self._host_reader = NetlinkSocket(None)
+        if self._host_writer is None:
+            self._host_writer = TcWriter(None)
+        return self._host_reader, self._host_writer
 
-    def _remove_ifb(self, pod: Pod, host: NetnsTc, devices: PodDevices) -> None:
-        filters = []
-        if host.ingress_qdisc(devices.host_ifindex) is not None:
-            filters = host.ingress_filters(devices.host_ifindex)
-            if filters and all(f.prio == REDIRECT_FILTER_PRIO for f in filters):
-                self._op("remove", lambda: host.delete_ingress(devices.host_ifindex, devices.host_ifname))
-        name = ifb_name(pod.sandbox_id)
-        ifb = host.link_by_name(name)
-        if ifb is not None:
-            self._op("remove", lambda: host.delete_link(ifb.index, name))
-            log.info("pod %s: egress ifb %s removed", pod.display, name)
-
-    # ---- helpers --------------------------------------------------------------------------
-    def _op(self, op: str, fn):
-        if not self._writes_allowed:
-            raise ObserveOnly(op)
-        try:
-            result = fn()
-        except TcError:
-            self._health.shaping_operation(op, "error")
-            raise
-        self._health.shaping_operation(op, "ok")
-        return result
-
-    def _host_tc(self) -> NetnsTc:
-        if self._host is None:
-            self._host = self._tc_factory(None)
-        return self._host
-
-    def _pod_tc_for(self, pod: Pod) -> NetnsTc:
-        tc = self._pod_tc.get(pod.sandbox_id)
-        if tc is None or tc.netns_path != pod.netns_path:
-            if tc is not None:
-                tc.close()
-            tc = self._tc_factory(pod.netns_path)
-            self._pod_tc[pod.sandbox_id] = tc
-        return tc
-
-    def _drop_pod_tc(self, sandbox_id: str) -> None:
-        self._close_pod_tc(sandbox_id)
-        self._devices.pop(sandbox_id, None)
-
-    def _close_pod_tc(self, sandbox_id: str) -> None:
-        tc = self._pod_tc.pop(sandbox_id, None)
-        if tc is not None:
-            tc.close()
-
-    @staticmethod
-    def _still_valid(host: NetnsTc, pod: Pod, devices: PodDevices) -> bool:
-        link = host.link_by_index(devices.host_ifindex)
-        if link is None or link.name != devices.host_ifname:
-            return False
-        nsid = host.nsid_of(pod.netns_path)
-        return nsid is not None and leads_into(link, nsid, devices.pod_ifindex)
-
+    # ---- statuses --------------------------------------------------------------------------
     def _publish(self, sandbox_id: str, status: PodShapingStatus) -> None:
         if self._statuses.get(sandbox_id) != status:
             statuses = dict(self._statuses)
@@ -390,64 +286,20 @@ class Reconciler:
         elif ShapingState.ERROR not in states:
             self._seen_at.pop(sandbox_id)  # nothing to apply: no latency to report
 
-    def _observed_status(self, pod: Pod, desired: dict[Direction, DesiredDirection]) -> PodShapingStatus:
-        """Observe-only: the kernel differs from the desired state and nobody may write.
-
-        Directions whose qdisc already matches stay APPLIED; the others are reported as ERROR
-        "not applied" so a viewer without the agent shows the truth instead of the wish.
-        """
-        host = self._host_tc()
-        devices = self._devices[pod.sandbox_id]
-        if self._settings.egress_mode == EGRESS_MODE_IFB:
-            egress_where = (host, *self._ifb_index_name(host, pod), False)
-        else:
-            egress_where = (self._pod_tc_for(pod), devices.pod_ifindex, devices.pod_ifname, True)
-        where = {
-            Direction.INGRESS: (host, devices.host_ifindex, devices.host_ifname, False),
-            Direction.EGRESS: egress_where,
-        }
-        directions = {}
-        for direction, want in desired.items():
-            tc, index, device, in_pod = where[direction]
-            if want.params is None:
-                directions[direction] = DirectionStatus(want.state, None, "", in_pod, want.error)
-                continue
-            root = tc.root_qdisc(index) if index else None
-            owner = classify_root(root.kind if root else None, root.handle if root else 0)
-            if owner is Owner.PODBW and root is not None and root.tbf == expected_tbf(want.params):
-                directions[direction] = DirectionStatus(ShapingState.APPLIED, want.params, device, in_pod)
-            elif owner is Owner.FOREIGN and root is not None:
-                reason = f"root qdisc {root.kind} {format_handle(root.handle)} on {device} is not podbw's"
-                directions[direction] = DirectionStatus(ShapingState.FOREIGN, want.params, device, in_pod, reason)
-            else:
-                directions[direction] = DirectionStatus(
-                    ShapingState.ERROR, want.params, device, in_pod, "not applied (no agent is shaping)"
-                )
-        return PodShapingStatus(
-            pod.sandbox_id, devices.host_ifname, devices.pod_ifindex, directions, host_ifindex=devices.host_ifindex
-        )
-
     @staticmethod
-    def _ifb_index_name(host: NetnsTc, pod: Pod) -> tuple[int, str]:
-        """The pod's ifb, if it exists and is up (index 0 otherwise: nothing passes it)."""
-        name = ifb_name(pod.sandbox_id)
-        link = host.link_by_name(name)
-        return (link.index if link and link.admin_up else 0), name
+    def _failed(want: DesiredDirection, reason: str) -> DirectionStatus:
+        if want.params is None:
+            return DirectionStatus(want.state, None, "", False, want.error)
+        return DirectionStatus(ShapingState.ERROR, want.params, "", False, reason)
 
-    def _error_status(self, pod: Pod, desired: dict[Direction, DesiredDirection], reason: str) -> PodShapingStatus:
+    def _error_status(self, pod: Pod, intent: Intent, reason: str) -> PodShapingStatus:
         old = self._statuses.get(pod.sandbox_id)
-        directions = {}
-        for direction, want in desired.items():
-            if want.params is None:
-                directions[direction] = DirectionStatus(want.state, None, "", False, want.error)
-            else:
-                directions[direction] = DirectionStatus(ShapingState.ERROR, want.params, "", False, reason)
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=old.host_interface if old else "",
-            host_ifindex=old.host_ifindex if old else 0,
             pod_ifindex=old.pod_ifindex if old else 0,
-            directions=directions,
+            directions={d: self._failed(want, reason) for d, want in intent.directions.items()},
+            host_ifindex=old.host_ifindex if old else 0,
         )
 
     def _report_once(self, pod: Pod, problem: str, report: Callable[[], None]) -> None:
@@ -460,15 +312,27 @@ class Reconciler:
         self._health.annotation_error(want.error_key)
 
 
-_UNLIMITED_EGRESS = DesiredDirection(Direction.EGRESS, None)
+def describe(op: Op) -> str:
+    """One log line's message for an operation done."""
+    match op:
+        case ReplaceTbf(device=device, params=params, label=label):
+            return f"limit {describe_params(params)} on {device.name} ({label})"
+        case DeleteRoot(device=device):
+            return f"limit removed from {device.name}"
+        case CreateIfb(name=name):
+            return f"egress ifb {name} created"
+        case SetUp(device=device):
+            return f"egress ifb {device.name} was down or had no owner: set up"
+        case DeleteIfb(device=device):
+            return f"egress ifb {device.name} removed"
+        case AddRedirect(host=host, ifb=ifb):
+            return f"ingress of {host.name} redirected to {ifb.name}"
+        case DeleteIngress(host=host):
+            return f"ingress qdisc of {host.name} removed"
+        case SetGso(device=device, size_bytes=size_bytes):
+            return f"gso_max_size {size_bytes} on {device.name}"
+    return repr(op)
 
 
-class ObserveOnly(Exception):
-    """Raised instead of a kernel write when shaping is disabled (a viewer, not the agent)."""
-
-
-def describe(params: TbfParams) -> str:
-    return (
-        f"rate {params.rate_bytes_per_s * 8} bit/s burst {params.burst_bytes} B "
-        f"limit {params.limit_bytes} B"
-    )
+def describe_params(params: TbfParams) -> str:
+    return f"rate {params.rate_bytes_per_s * 8} bit/s burst {params.burst_bytes} B limit {params.limit_bytes} B"

@@ -20,10 +20,10 @@ from tests.integration.helpers import wait_for
 pytestmark = pytest.mark.root
 
 RSS_LIMIT_BYTES = 100 * 1024 * 1024
-ADDRESS_SPACE_LIMIT_BYTES = 1024 * 1024 * 1024
-"""A cap on the agent's virtual memory (it maps ~256 MiB, most of it reserved thread stacks
-and arenas): should the bomb ever expand again, the agent fails with MemoryError instead of
-taking the machine's memory."""
+ADDRESS_SPACE_LIMIT_BYTES = 4 * 1024 * 1024 * 1024
+"""A cap on the agent's virtual memory (it maps ~1 GiB, most of it reserved thread stacks and
+glibc's 64 MiB per-thread malloc arenas): should the bomb ever expand again, the agent fails with
+MemoryError instead of taking the machine's memory."""
 RSS_WATCH_S = 3.0
 REFUSED = "refused at line 1, column 3: anchor &a: anchors and aliases are not allowed; keeping the last valid overrides"
 

@@ -1,4 +1,4 @@
-"""StatsSocket against real namespaces, checked against iproute2's own view of the counters.
+"""NetlinkSocket against real namespaces, checked against iproute2's own view of the counters.
 
 A "pod" namespace and a "node" namespace (standing in for the host) joined by a veth, with TBF
 on both ends and an ingress qdisc on the node side. IPv6 is off and neighbours are permanent so
@@ -22,14 +22,10 @@ from typing import Iterator
 
 import pytest
 
-from agent.netlink.netns import (
-    NetnsGone,
-    is_netns,
-    netns_inode,
-    open_netlink_socket,
-    run_in_netns,
-)
-from agent.netlink.stats_socket import StatsSocket, StatsSocketPool
+from agent.model.handles import TC_H_INGRESS, TC_H_ROOT
+from agent.netlink.errors import Gone
+from agent.netlink.netns import is_netns, netns_inode, open_netlink_socket, run_in_netns
+from agent.netlink.socket import NetlinkSocket, NetlinkSocketPool
 
 pytestmark = [
     pytest.mark.root,
@@ -144,14 +140,14 @@ def send_traffic(p: Pair) -> None:
         node.close()
 
 
-def wait_for_empty_queues(*socks: StatsSocket) -> None:
+def wait_for_empty_queues(*socks: NetlinkSocket) -> None:
     deadline = time.monotonic() + 5
     while any(q.backlog_packets for s in socks for q in s.qdiscs()):
         assert time.monotonic() < deadline, "TBF queues did not drain"
         time.sleep(0.02)
 
 
-def assert_links_match_iproute2(stats: StatsSocket, ns: str) -> None:
+def assert_links_match_iproute2(stats: NetlinkSocket, ns: str) -> None:
     ours = {link.name: link for link in stats.links()}
     theirs = {j["ifname"]: j for j in json.loads(sh("ip", "-n", ns, "-s", "-j", "link", "show"))}
     assert ours.keys() == theirs.keys()
@@ -172,7 +168,7 @@ def tc_handle(text: str) -> int:
     return (int(major or "0", 16) << 16) | int(minor or "0", 16)
 
 
-def assert_qdiscs_match_tc(stats: StatsSocket, ns: str) -> None:
+def assert_qdiscs_match_tc(stats: NetlinkSocket, ns: str) -> None:
     names = {link.ifindex: link.name for link in stats.links()}
     ours = {(names[q.ifindex], q.handle): q for q in stats.qdiscs()}
     theirs = json.loads(sh("ip", "netns", "exec", ns, "tc", "-s", "-j", "qdisc", "show"))
@@ -191,7 +187,7 @@ def assert_qdiscs_match_tc(stats: StatsSocket, ns: str) -> None:
 
 
 def test_counters_equal_iproute2_after_traffic(pair: Pair) -> None:
-    with StatsSocket(pair.pod_path) as pod, StatsSocket(pair.node_path) as node:
+    with NetlinkSocket(pair.pod_path) as pod, NetlinkSocket(pair.node_path) as node:
         send_traffic(pair)
         wait_for_empty_queues(pod, node)
 
@@ -212,17 +208,38 @@ def test_counters_equal_iproute2_after_traffic(pair: Pair) -> None:
 
 
 def test_pod_eth0_points_at_its_host_side_peer(pair: Pair) -> None:
-    with StatsSocket(pair.pod_path) as pod, StatsSocket(pair.node_path) as node:
+    with NetlinkSocket(pair.pod_path) as pod, NetlinkSocket(pair.node_path) as node:
         eth0 = next(link for link in pod.links() if link.name == "eth0")
         peer = next(link for link in node.links() if link.name == pair.node_veth)
-    assert eth0.link_ifindex == peer.ifindex
-    assert eth0.link_netnsid >= 0
-    assert eth0.link_netnsid == link_json(pair.pod_ns, "eth0")["link_netnsid"]
-    assert peer.link_ifindex == eth0.ifindex
+    assert eth0.peer_ifindex == peer.ifindex
+    assert eth0.peer_netnsid >= 0
+    assert eth0.peer_netnsid == link_json(pair.pod_ns, "eth0")["link_netnsid"]
+    assert peer.peer_ifindex == eth0.ifindex
+
+
+def test_single_gets_match_iproute2(pair: Pair) -> None:
+    with NetlinkSocket(pair.pod_path) as pod, NetlinkSocket(pair.node_path) as node:
+        eth0 = pod.link(name="eth0")
+        assert eth0 is not None and pod.link(eth0.ifindex) == eth0
+        details = json.loads(sh("ip", "-n", pair.pod_ns, "-d", "-j", "link", "show", "dev", "eth0"))[0]
+        assert (eth0.kind, eth0.admin_up, eth0.gso_max_size) == ("veth", True, details["gso_max_size"])
+        assert eth0.rx_bytes == 0, "single gets skip the statistics"
+        peer = node.link(eth0.peer_ifindex)
+        assert peer is not None and peer.name == pair.node_veth
+        # The node's id for the pod's namespace is what its veth names as the peer's.
+        assert node.nsid_of(pair.pod_path) == peer.peer_netnsid >= 0
+        assert pod.link(name="nosuch0") is None
+        sh("ip", "-n", pair.node_ns, "link", "set", pair.node_veth, "alias", "podbw test")
+        assert node.link(name=pair.node_veth).alias == "podbw test"
+        root = node.qdisc(peer.ifindex, TC_H_ROOT)
+        assert root is not None and root.kind == "tbf" and root.handle == PODBW_HANDLE
+        assert root.tbf is not None and root.tbf.rate_bytes_per_s == 10_000_000 // 8
+        assert node.qdisc(peer.ifindex, TC_H_INGRESS).kind == "ingress"
+        assert pod.qdisc(1, TC_H_INGRESS) is None  # nothing there: an answer, not an error
 
 
 def test_own_namespace_reader_sees_loopback() -> None:
-    with StatsSocket() as own:
+    with NetlinkSocket(None) as own:
         links = own.links()
         own.qdiscs()
     assert any(link.name == "lo" for link in links)
@@ -237,20 +254,20 @@ def test_deleted_namespace_raises_netns_gone_and_releases_it(pair: Pair, spare_n
     sh("ip", "-n", pair.node_ns, "link", "add", probe, "type", "veth",
        "peer", "name", "eth0", "netns", spare_netns)
     path = netns_path(spare_netns)
-    stats = StatsSocket(path)
+    stats = NetlinkSocket(path)
     try:
         assert [link.name for link in stats.links()] == ["lo", "eth0"]
         sh("ip", "netns", "del", spare_netns)
         # Our socket alone keeps the namespace (and so the veth pair) alive...
-        with StatsSocket(pair.node_path) as node:
+        with NetlinkSocket(pair.node_path) as node:
             assert probe in {link.name for link in node.links()}
-        with pytest.raises(NetnsGone):
+        with pytest.raises(Gone):
             stats.links()
-        with pytest.raises(NetnsGone):
+        with pytest.raises(Gone):
             stats.qdiscs()
         assert stats.closed
-        # ...and NetnsGone closed it, so the kernel now tears the namespace down.
-        with StatsSocket(pair.node_path) as node:
+        # ...and Gone closed it, so the kernel now tears the namespace down.
+        with NetlinkSocket(pair.node_path) as node:
             deadline = time.monotonic() + 5
             while probe in {link.name for link in node.links()}:
                 assert time.monotonic() < deadline, "namespace was not released"
@@ -265,17 +282,17 @@ def test_missing_or_empty_pin_is_netns_gone(tmp_path) -> None:
     empty.touch()  # what pinns leaves before the bind mount
     for path in (str(empty), str(tmp_path / "missing")):
         assert not is_netns(path)
-        with pytest.raises(NetnsGone):
-            StatsSocket(path)
-    with pytest.raises(NetnsGone):
-        StatsSocketPool().get(str(empty))
+        with pytest.raises(Gone):
+            NetlinkSocket(path)
+    with pytest.raises(Gone):
+        NetlinkSocketPool().get(str(empty))
 
 
 # -- the pool -----------------------------------------------------------------------------------
 
 
 def test_pool_reuses_sockets_and_retain_closes_the_rest(pair: Pair) -> None:
-    with StatsSocketPool() as pool:
+    with NetlinkSocketPool() as pool:
         pod, node, own = pool.get(pair.pod_path), pool.get(pair.node_path), pool.get(None)
         assert pool.get(pair.pod_path) is pod
         assert pool.get(None) is own
@@ -291,13 +308,16 @@ def test_pool_reuses_sockets_and_retain_closes_the_rest(pair: Pair) -> None:
 
 def test_pool_is_safe_to_share_between_threads(pair: Pair) -> None:
     results: list[int] = []
+    sockets: set[int] = set()
     errors: list[BaseException] = []
-    with StatsSocketPool() as pool:
+    with NetlinkSocketPool() as pool:
 
         def worker() -> None:
             try:
                 for _ in range(20):
-                    results.append(len(pool.get(pair.pod_path).links()))
+                    sock = pool.get(pair.pod_path)
+                    sockets.add(id(sock))
+                    results.append(len(sock.links()))
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
@@ -306,8 +326,8 @@ def test_pool_is_safe_to_share_between_threads(pair: Pair) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert len(pool) == 1
     assert not errors and results == [2] * 80
+    assert len(sockets) == 1, "one socket per namespace, whichever thread asks"
 
 
 # -- run_in_netns and pyroute2 ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from agent.metrics.sampler import Sampler
 from agent.model.direction import Direction
 from agent.model.health import HealthRecorder
 from agent.model.snapshot import PodSample, Snapshot
-from agent.netlink.stats_socket import StatsSocket, StatsSocketPool
+from agent.netlink.socket import NetlinkSocket, NetlinkSocketPool
 from agent.shaping.reconciler import Reconciler
 from agent.shaping.settings import ShapingSettings
 from tests.integration import tc_probe
@@ -32,14 +32,14 @@ pytestmark = pytest.mark.root
 LIMITED = {"kubernetes.io/ingress-bandwidth": "20M", "kubernetes.io/egress-bandwidth": "20M"}
 
 
-class CountingPool(StatsSocketPool):
+class CountingPool(NetlinkSocketPool):
     """Counts the namespaces a pass enters (None: the host)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.entered: Counter[str | None] = Counter()
 
-    def get(self, netns_path: str | None) -> StatsSocket:
+    def get(self, netns_path: str | None) -> NetlinkSocket:
         self.entered[netns_path] += 1
         return super().get(netns_path)
 

@@ -6,7 +6,7 @@ import pytest
 
 from agent.model.annotations import desired_shaping
 from agent.model.tbf_params import TbfParams
-from agent.netlink.tc import bucket_bytes, bucket_shrinks, expected_tbf
+from agent.model.tbf import bucket_bytes, bucket_shrinks, expected_tbf
 
 
 def params(annotations: dict[str, str]) -> TbfParams:

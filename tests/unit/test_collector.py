@@ -22,7 +22,8 @@ from agent.metrics.collector import PodbwCollector
 from agent.model.direction import Direction, ShapingState
 from agent.model.health import HealthData, HealthRecorder
 from agent.model.pod import SOURCE_NETNS, Pod
-from agent.model.snapshot import DirectionSample, LinkStats, PodSample, QdiscStats, Snapshot
+from agent.model.kernel import Link, Qdisc
+from agent.model.snapshot import DirectionSample, PodSample, Snapshot
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf_params import TbfParams
 
@@ -66,17 +67,17 @@ def web_sample(ingress_state: ShapingState = ShapingState.APPLIED) -> PodSample:
             Direction.EGRESS: DirectionStatus(ShapingState.APPLIED, PARAMS_1G, "eth0", True),
         },
     )
-    eth0 = LinkStats(
-        ifindex=2, name="eth0", link_ifindex=14, link_netnsid=0, kind="veth",
+    eth0 = Link(
+        ifindex=2, name="eth0", peer_ifindex=14, peer_netnsid=0, kind="veth",
         rx_bytes=123_456_789, rx_packets=90_000, rx_errors=0, rx_dropped=3,
         tx_bytes=9_876_543, tx_packets=45_000, tx_errors=1, tx_dropped=0,
     )
-    ingress_tbf = QdiscStats(
+    ingress_tbf = Qdisc(
         ifindex=14, handle=0x50620000, parent=0xFFFFFFFF, kind="tbf", bytes=123_000_000,
         packets=89_000, drops=12, overlimits=3_400, requeues=0, backlog_bytes=4_542,
         backlog_packets=3,
     )
-    egress_tbf = QdiscStats(
+    egress_tbf = Qdisc(
         ifindex=2, handle=0x50620000, parent=0xFFFFFFFF, kind="tbf", bytes=9_800_000,
         packets=44_900, drops=0, overlimits=0, requeues=1,
     )
@@ -106,7 +107,7 @@ def batch_sample() -> PodSample:
     return PodSample(
         pod=BATCH,
         shaping=status,
-        links=(LinkStats(2, "eth0", rx_bytes=1_000, rx_packets=10, tx_bytes=2_000, tx_packets=20),),
+        links=(Link(2, "eth0", rx_bytes=1_000, rx_packets=10, tx_bytes=2_000, tx_packets=20),),
         directions={
             Direction.INGRESS: DirectionSample(None, 0.0, 0.0),
             Direction.EGRESS: DirectionSample(None, 0.0, 512.0),
@@ -129,7 +130,7 @@ def bare_sample() -> PodSample:
     return PodSample(
         pod=BARE,
         shaping=status,
-        links=(LinkStats(2, "eth0"),),
+        links=(Link(2, "eth0"),),
         directions={
             Direction.INGRESS: DirectionSample(None, 0.0, 0.0),
             Direction.EGRESS: DirectionSample(None, 0.0, 0.0),

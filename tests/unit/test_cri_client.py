@@ -56,6 +56,16 @@ TIMEOUT_S = 1.0
 """Bounds every wait in these tests so a broken server fails a test instead of hanging it."""
 
 
+def wait_subscribed(stream) -> None:
+    """Block until the server sent response headers, or the stream ended: the lab server sends
+    them as soon as it has subscribed, so a test can change pods after this without racing the
+    subscription (CRI-O sends headers only with its first event)."""
+    try:
+        stream._call.initial_metadata()
+    except grpc.RpcError:
+        pass  # reported by the next __next__
+
+
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     """A directory whose socket paths stay well under sun_path's 108 bytes."""
@@ -246,7 +256,7 @@ def _take(stream, count: int) -> list[SandboxEvent]:
 
 def test_added_pod_yields_created_then_started(lab: Lab, client: CriClient) -> None:
     stream = client.events(timeout_s=TIMEOUT_S)
-    stream.wait_subscribed()
+    wait_subscribed(stream)
     lab.set_pods([POD_A, POD_HOST, POD_NOT_READY, POD_NEW])
     events = _take(stream, 2)
     stream.cancel()
@@ -260,7 +270,7 @@ def test_added_pod_yields_created_then_started(lab: Lab, client: CriClient) -> N
 
 def test_removed_pod_yields_stopped_then_deleted(lab: Lab, client: CriClient) -> None:
     stream = client.events(timeout_s=TIMEOUT_S)
-    stream.wait_subscribed()
+    wait_subscribed(stream)
     lab.set_pods([POD_HOST, POD_NOT_READY])
     events = _take(stream, 2)
     stream.cancel()
@@ -273,7 +283,7 @@ def test_removed_pod_yields_stopped_then_deleted(lab: Lab, client: CriClient) ->
 def test_every_concurrent_stream_gets_the_events(lab: Lab, client: CriClient) -> None:
     streams = [client.events(timeout_s=TIMEOUT_S) for _ in range(4)]
     for stream in streams:
-        stream.wait_subscribed()
+        wait_subscribed(stream)
     lab.set_pods([POD_A, POD_HOST, POD_NOT_READY, POD_NEW])
     with ThreadPoolExecutor(max_workers=len(streams)) as pool:
         received = list(pool.map(lambda s: [e.event_type for e in _take(s, 2)], streams))
@@ -293,7 +303,7 @@ def test_stream_breaks_with_unavailable_when_the_runtime_stops(short_dir: Path) 
     try:
         with CriClient(str(lab.socket_path), timeout_s=TIMEOUT_S) as c:
             stream = c.events(timeout_s=5 * TIMEOUT_S)
-            stream.wait_subscribed()
+            wait_subscribed(stream)
             lab.server.stop(0).wait()
             with pytest.raises(CriUnavailable, match="GetContainerEvents"):
                 next(stream)
@@ -304,7 +314,7 @@ def test_stream_breaks_with_unavailable_when_the_runtime_stops(short_dir: Path) 
 def test_close_ends_an_open_stream_quietly(lab: Lab) -> None:
     c = CriClient(str(lab.socket_path), timeout_s=TIMEOUT_S)
     stream = c.events(timeout_s=5 * TIMEOUT_S)
-    stream.wait_subscribed()
+    wait_subscribed(stream)
     c.close()
     assert list(stream) == []
     with pytest.raises(CriError, match="client is closed"):

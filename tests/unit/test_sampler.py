@@ -9,11 +9,11 @@ from agent.model.direction import Direction, ShapingState
 from agent.model.handles import PODBW_ROOT_HANDLE, TC_H_ROOT
 from agent.model.health import HealthRecorder
 from agent.model.pod import Pod
-from agent.model.snapshot import LinkStats, QdiscStats, Snapshot
+from agent.model.kernel import Link, Qdisc
+from agent.model.snapshot import Snapshot
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf_params import TbfParams
-from agent.netlink.errors import NetlinkError
-from agent.netlink.netns import NetnsGone
+from agent.netlink.errors import Gone, NetlinkError
 
 PARAMS = TbfParams(rate_bytes_per_s=1_250_000, burst_bytes=125_000, limit_bytes=156_250)
 
@@ -27,24 +27,27 @@ class FakeClock:
 
 
 class FakeSocket:
-    def __init__(self, links: list[LinkStats] | None = None, qdiscs: list[QdiscStats] | None = None):
+    def __init__(self, links: list[Link] | None = None, qdiscs: list[Qdisc] | None = None):
         self.links_result = links or []
         self.qdiscs_result = qdiscs or []
         self.error: Exception | None = None
         self.link_calls = 0
         self.qdisc_calls = 0
 
-    def links(self) -> list[LinkStats]:
+    def links(self) -> list[Link]:
         self.link_calls += 1
         if self.error is not None:
             raise self.error
         return list(self.links_result)
 
-    def qdiscs(self) -> list[QdiscStats]:
+    def qdiscs(self) -> list[Qdisc]:
         self.qdisc_calls += 1
         if self.error is not None:
             raise self.error
         return list(self.qdiscs_result)
+
+    def links_and_qdiscs(self) -> tuple[list[Link], list[Qdisc]]:
+        return self.links(), self.qdiscs()
 
 
 class FakePool:
@@ -58,7 +61,7 @@ class FakePool:
     def get(self, netns_path: str | None) -> FakeSocket:
         self.get_calls.append(netns_path)
         if netns_path in self.gone:
-            raise NetnsGone(f"network namespace {netns_path} does not exist")
+            raise Gone(f"network namespace {netns_path} does not exist")
         return self.sockets[netns_path]
 
     def forget(self, netns_path: str) -> None:
@@ -81,17 +84,17 @@ def make_pod(name: str) -> Pod:
     )
 
 
-def lo(rx: int = 0) -> LinkStats:
-    return LinkStats(ifindex=1, name="lo", rx_bytes=rx, tx_bytes=rx)
+def lo(rx: int = 0) -> Link:
+    return Link(ifindex=1, name="lo", rx_bytes=rx, tx_bytes=rx)
 
 
-def eth0(rx: int, tx: int, ifindex: int = 2) -> LinkStats:
-    return LinkStats(ifindex=ifindex, name="eth0", link_ifindex=7, link_netnsid=0, kind="veth",
+def eth0(rx: int, tx: int, ifindex: int = 2) -> Link:
+    return Link(ifindex=ifindex, name="eth0", peer_ifindex=7, peer_netnsid=0, kind="veth",
                      rx_bytes=rx, tx_bytes=tx)
 
 
-def tbf(ifindex: int, handle: int = PODBW_ROOT_HANDLE, parent: int = TC_H_ROOT, **kw) -> QdiscStats:
-    return QdiscStats(ifindex=ifindex, handle=handle, parent=parent, kind="tbf", **kw)
+def tbf(ifindex: int, handle: int = PODBW_ROOT_HANDLE, parent: int = TC_H_ROOT, **kw) -> Qdisc:
+    return Qdisc(ifindex=ifindex, handle=handle, parent=parent, kind="tbf", **kw)
 
 
 class Harness:
@@ -162,10 +165,10 @@ def test_loopback_is_excluded_from_links_and_throughput() -> None:
 
 def test_throughput_sums_all_non_loopback_interfaces() -> None:
     h = Harness("a")
-    second = LinkStats(ifindex=3, name="net1", rx_bytes=0, tx_bytes=0)
+    second = Link(ifindex=3, name="net1", rx_bytes=0, tx_bytes=0)
     h.socket("a").links_result = [lo(), eth0(0, 0), second]
     h.sample_at(1.0)
-    h.socket("a").links_result = [lo(), eth0(100, 10), LinkStats(3, "net1", rx_bytes=50, tx_bytes=5)]
+    h.socket("a").links_result = [lo(), eth0(100, 10), Link(3, "net1", rx_bytes=50, tx_bytes=5)]
     snap = h.sample_at(2.0)
     assert rates(snap, "a") == (150.0, 15.0)
     assert [link.name for link in by_name(snap)["a"].links] == ["eth0", "net1"]
@@ -302,17 +305,17 @@ def test_enforcing_qdisc_found_on_host_and_pod_devices() -> None:
     pod = h.pods[0]
     h.statuses[pod.sandbox_id] = shaped_status(pod)
     host = h.pool.sockets[None]
-    host.links_result = [lo(), LinkStats(7, "veth-a"), LinkStats(8, "veth-other")]
+    host.links_result = [lo(), Link(7, "veth-a"), Link(8, "veth-other")]
     host_tbf = tbf(7, bytes=111, drops=3, backlog_bytes=1500, backlog_packets=1)
     host.qdiscs_result = [
         tbf(8, bytes=999),  # another pod's device
-        QdiscStats(ifindex=7, handle=0xFFFF0000, parent=0xFFFFFFF1, kind="ingress"),
+        Qdisc(ifindex=7, handle=0xFFFF0000, parent=0xFFFFFFF1, kind="ingress"),
         host_tbf,
     ]
     pod_tbf = tbf(2, bytes=222, overlimits=4)
     h.socket("a").qdiscs_result = [
-        QdiscStats(ifindex=1, handle=0, parent=TC_H_ROOT, kind="noqueue"),
-        QdiscStats(ifindex=2, handle=0x1, parent=PODBW_ROOT_HANDLE + 1, kind="bfifo"),  # child
+        Qdisc(ifindex=1, handle=0, parent=TC_H_ROOT, kind="noqueue"),
+        Qdisc(ifindex=2, handle=0x1, parent=PODBW_ROOT_HANDLE + 1, kind="bfifo"),  # child
         pod_tbf,
     ]
     snap = h.sample_at(1.0)
@@ -326,7 +329,7 @@ def test_foreign_or_missing_qdisc_is_not_reported() -> None:
     h = Harness("a")
     pod = h.pods[0]
     h.statuses[pod.sandbox_id] = shaped_status(pod)
-    h.pool.sockets[None].links_result = [LinkStats(7, "veth-a")]
+    h.pool.sockets[None].links_result = [Link(7, "veth-a")]
     h.pool.sockets[None].qdiscs_result = [tbf(7, handle=0x10000)]  # someone else's 1:
     h.socket("a").qdiscs_result = [tbf(2, parent=0x10001)]  # ours, but not at the root
     snap = h.sample_at(1.0)
@@ -431,14 +434,14 @@ def test_invalid_settings_are_rejected() -> None:
 # ---- pods whose host-side veth peers did not change are not read again --------------------
 
 
-def host_peer(ifindex: int, peer_ifindex: int, rx: int, tx: int, packets: int = 0) -> LinkStats:
+def host_peer(ifindex: int, peer_ifindex: int, rx: int, tx: int, packets: int = 0) -> Link:
     """A host veth mirroring a pod's eth0: its receive is the pod's transmit."""
-    return LinkStats(ifindex=ifindex, name=f"veth{ifindex}", link_ifindex=peer_ifindex, link_netnsid=3,
+    return Link(ifindex=ifindex, name=f"veth{ifindex}", peer_ifindex=peer_ifindex, peer_netnsid=3,
                      kind="veth", rx_bytes=tx, tx_bytes=rx, rx_packets=packets, tx_packets=packets)
 
 
-def pod_eth0(rx: int, tx: int, peer_ifindex: int = 7, packets: int = 0) -> LinkStats:
-    return LinkStats(ifindex=2, name="eth0", link_ifindex=peer_ifindex, link_netnsid=0, kind="veth",
+def pod_eth0(rx: int, tx: int, peer_ifindex: int = 7, packets: int = 0) -> Link:
+    return Link(ifindex=2, name="eth0", peer_ifindex=peer_ifindex, peer_netnsid=0, kind="veth",
                      rx_bytes=rx, tx_bytes=tx, rx_packets=packets, tx_packets=packets)
 
 
@@ -509,7 +512,7 @@ def test_a_pod_gone_before_its_qdiscs_are_read_is_left_out_once() -> None:
     h.socket("a").qdiscs_result = [tbf(2)]
     h.sample_at(1.0)
     h.move(rx=0, tx=3_000, packets=2)
-    h.socket("a").error = NetnsGone("gone")
+    h.socket("a").error = Gone("gone")
     snap = h.sample_at(2.0)
     assert "a" not in by_name(snap)
     assert h.pool.forgotten == ["/var/run/netns/a"]
@@ -564,7 +567,7 @@ def test_pod_only_counters_are_read_within_the_full_read_age() -> None:
     ],
 )
 def test_the_periodic_read_rereads_the_pods_qdiscs_only_when_they_may_have_moved(
-    pod_link: LinkStats, backlog_packets: int, qdiscs_read: bool
+    pod_link: Link, backlog_packets: int, qdiscs_read: bool
 ) -> None:
     h = MirroredHarness()
     h.statuses["sb-a"] = shaped_status(h.pods[0], "veth7", 7)
@@ -603,7 +606,7 @@ def test_a_changed_shaping_status_makes_the_pod_read() -> None:
         pytest.param([], id="host-dump-failed"),
     ],
 )
-def test_pod_without_a_confirmed_host_peer_is_read_every_pass(host_links: list[LinkStats]) -> None:
+def test_pod_without_a_confirmed_host_peer_is_read_every_pass(host_links: list[Link]) -> None:
     h = MirroredHarness()
     h.pool.sockets[None].links_result = host_links
     if not host_links:
@@ -615,7 +618,7 @@ def test_pod_without_a_confirmed_host_peer_is_read_every_pass(host_links: list[L
 
 def test_pod_with_a_non_veth_interface_is_read_every_pass() -> None:
     h = MirroredHarness()
-    macvlan = LinkStats(ifindex=3, name="net1", kind="macvlan")
+    macvlan = Link(ifindex=3, name="net1", kind="macvlan")
     h.socket("a").links_result = [lo(), pod_eth0(0, 0), macvlan]
     for t in (1.0, 2.0, 3.0):
         h.sample_at(t)
@@ -643,15 +646,6 @@ def test_replaced_host_peer_makes_the_pod_read() -> None:
     assert h.reads == 2
 
 
-def test_mirrored_counters_sit_where_the_sampler_rebuilds_them() -> None:
-    # The sampler rebuilds a pod's LinkStats from its peer's counters by position.
-    assert LinkStats._fields == (
-        "ifindex", "name", "link_ifindex", "link_netnsid", "kind",
-        "rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
-        "tx_bytes", "tx_packets", "tx_errors", "tx_dropped",
-    )
-
-
 @pytest.mark.parametrize(
     "status",
     [
@@ -677,8 +671,8 @@ def test_interfaces_beyond_the_cap_are_counted_not_exported(interfaces: int, exp
     h = Harness("a")
     h.statuses["sb-a"] = PodShapingStatus("sb-a", host_interface="veth7", pod_ifindex=5000, host_ifindex=7)
     # The proven veth has the highest ifindex: it is exported first all the same.
-    links = [LinkStats(ifindex=3 + i, name=f"x{i}", rx_bytes=1, tx_bytes=1) for i in range(interfaces - 1)]
-    links.append(LinkStats(ifindex=5000, name="eth0", kind="veth", rx_bytes=100, tx_bytes=100))
+    links = [Link(ifindex=3 + i, name=f"x{i}", rx_bytes=1, tx_bytes=1) for i in range(interfaces - 1)]
+    links.append(Link(ifindex=5000, name="eth0", kind="veth", rx_bytes=100, tx_bytes=100))
     h.socket("a").links_result = [lo(), *links]
     h.sample_at(1.0)
     h.socket("a").links_result = [lo(), *(link._replace(rx_bytes=link.rx_bytes + 10) for link in links)]

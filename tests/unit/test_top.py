@@ -28,7 +28,8 @@ from agent.metrics.collector import PodbwCollector
 from agent.model.direction import Direction, ShapingState
 from agent.model.health import HealthRecorder
 from agent.model.pod import SOURCE_NETNS, Pod
-from agent.model.snapshot import DirectionSample, LinkStats, PodSample, QdiscStats, Snapshot
+from agent.model.kernel import Link, Qdisc
+from agent.model.snapshot import DirectionSample, PodSample, Snapshot
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf_params import TbfParams
 
@@ -135,12 +136,12 @@ def _pod(sandbox_id: str, namespace: str, name: str, **kw: object) -> Pod:
     return Pod(sandbox_id, f"uid-{sandbox_id}", namespace, name, f"/var/run/netns/{sandbox_id}", **kw)
 
 
-def _tbf(ifindex: int, drops: int) -> QdiscStats:
-    return QdiscStats(ifindex=ifindex, handle=0x50620000, parent=0xFFFFFFFF, kind="tbf", drops=drops)
+def _tbf(ifindex: int, drops: int) -> Qdisc:
+    return Qdisc(ifindex=ifindex, handle=0x50620000, parent=0xFFFFFFFF, kind="tbf", drops=drops)
 
 
 def _sample(pod: Pod, states: dict[Direction, DirectionStatus], directions: dict[Direction, DirectionSample]) -> PodSample:
-    return PodSample(pod, PodShapingStatus(pod.sandbox_id, "veth0", 2, states), (LinkStats(2, "eth0"),), directions)
+    return PodSample(pod, PodShapingStatus(pod.sandbox_id, "veth0", 2, states), (Link(2, "eth0"),), directions)
 
 
 SNAPSHOT = Snapshot(
