@@ -237,6 +237,12 @@ class PodbwCollector(Collector):
             "alias and belong to no known pod: left in place, check and delete them.",
         )
         build = InfoMetricFamily("podbw_build", "podbw build, value 1.")
+        pod_events = CounterMetricFamily(
+            "podbw_pod_events_total",
+            "Pod Events podbw raised, by what became of them: ok (posted), error (the API refused or "
+            "failed), rate_limited (beyond the agent's bucket), dropped (queue full), no_api.",
+            labels=("result",),
+        )
         lock = GaugeMetricFamily(
             "podbw_node_lock_held",
             "1 when this agent holds the node lock and shapes; 0 while another agent of the same "
@@ -252,9 +258,11 @@ class PodbwCollector(Collector):
             build.add_metric((), {"version": self._version})
             unowned.add_metric((), health.unowned_ifbs)
             lock.add_metric((), 1.0 if health.node_lock_held else 0.0)
+            for result, count in sorted(health.pod_events.items()):
+                pod_events.add_metric((result,), count)
         if pods is not None:
             pods_family.add_metric((), pods)
-        yield from (errors, operations, discovery, pods_family, unowned, lock, build)
+        yield from (errors, operations, discovery, pods_family, unowned, lock, pod_events, build)
 
 
 def _histogram(name: str, documentation: str, data: HistogramData | None) -> Metric:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Bucket bounds in seconds: reconcile latency spans inotify-fast (ms) to resync-slow (30 s).
 SAMPLE_DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -56,6 +56,8 @@ class HealthData:
     last_sample_monotonic_s: float | None
     node_lock_held: bool = True
     """False while another agent of the same runtime holds the node lock (this one only observes)."""
+    pod_events: dict[str, int] = field(default_factory=dict)
+    """Pod Events by what became of them (ok, error, rate_limited, dropped, no_api)."""
     unowned_ifbs: int = 0
     """ifbs named as podbw names them but carrying no owner alias, found by the last orphan scan."""
 
@@ -71,6 +73,7 @@ class HealthRecorder:
         self._last_sample_monotonic_s: float | None = None
         self._unowned_ifbs = 0
         self._node_lock_held = True
+        self._pod_events: Counter[str] = Counter()
 
     def sample_done(self, duration_s: float, at_monotonic_s: float) -> None:
         with self._lock:
@@ -93,6 +96,10 @@ class HealthRecorder:
         with self._lock:
             self._discovery_up[source] = up
 
+    def pod_event(self, result: str) -> None:
+        with self._lock:
+            self._pod_events[result] += 1
+
     def set_node_lock_held(self, held: bool) -> None:
         with self._lock:
             self._node_lock_held = held
@@ -111,5 +118,6 @@ class HealthRecorder:
                 discovery_up=dict(self._discovery_up),
                 last_sample_monotonic_s=self._last_sample_monotonic_s,
                 node_lock_held=self._node_lock_held,
+                pod_events=dict(self._pod_events),
                 unowned_ifbs=self._unowned_ifbs,
             )

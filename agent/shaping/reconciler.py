@@ -22,6 +22,16 @@ from agent.model.log_fields import pod_fields
 from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
+from agent.model.pod_events import (
+    FOREIGN_QDISC,
+    INVALID_ANNOTATION,
+    LIMIT_APPLIED,
+    LIMIT_CHANGED,
+    NORMAL,
+    SHAPING_FAILED,
+    WARNING,
+    PodEvent,
+)
 from agent.model.problems import ProblemLog, cause_key
 from agent.model.shaping import (
     AddRedirect,
@@ -40,6 +50,7 @@ from agent.model.shaping import (
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf import without_limit_floor
 from agent.model.tbf_params import TbfParams
+from agent.model.valuetext import quote_value
 from agent.netlink.errors import Gone, NetlinkError
 from agent.netlink.socket import NetlinkSocket
 from agent.netlink.tc import TcWriter
@@ -62,8 +73,11 @@ class Reconciler:
         health: HealthRecorder,
         overrides: Overrides = lambda: {},
         clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[PodEvent], None] = lambda event: None,
     ) -> None:
+        """`on_event` hears of every pod Event (it must not block: see EventRecorder)."""
         self._settings = settings
+        self._on_event = on_event
         self._health = health
         self._overrides = overrides
         self._clock = clock
@@ -97,14 +111,16 @@ class Reconciler:
         for want in intent.directions.values():
             if want.state is ShapingState.INVALID:
                 # Keyed by the whole value: the error text shows only the first 40 characters.
-                problem = f"invalid:{want.error_key}:{annotations.get(want.error_key)}:{want.error}"
-                self._report_once(pod, problem, lambda w=want: self._log_invalid(pod, w))
+                value = annotations.get(want.error_key, "")
+                problem = f"invalid:{want.error_key}:{value}:{want.error}"
+                self._report_once(pod, problem, lambda w=want, v=value: self._report_invalid(pod, w, v))
         status = self._shape(pod, intent)
         for direction, current in status.directions.items():
             if current.state is ShapingState.FOREIGN:
-                self._report_once(pod, f"foreign:{direction.value}:{current.reason}", lambda d=direction, r=current.reason: log.warning(
-                    "not podbw's: left alone", extra=pod_fields(pod, d, cause=r)))
+                self._report_once(pod, f"foreign:{direction.value}:{current.reason}",
+                                  lambda d=direction, r=current.reason: self._report_foreign(pod, d, r))
         self._problems.end(pod.sandbox_id)
+        self._announce_limits(pod, self._statuses.get(pod.sandbox_id), status)
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
         return status
@@ -227,14 +243,13 @@ class Reconciler:
                                 "GSO cap not set", extra=pod_fields(pod, cause=str(e))))
                         else:
                             statuses[direction] = self._failed(intent.directions[direction], str(err))
-                            self._report_once(pod, f"error:{err}", lambda d=direction, e=err: log.error(
-                                "shaping failed", extra=pod_fields(pod, d, cause=str(e))))
+                            self._report_once(pod, f"error:{err}", lambda d=direction, e=err: self._report_failure(pod, d, e))
         except Gone as err:
             self._devices.pop(pod.sandbox_id, None)
             return self._error_status(pod, intent, f"pod interface gone: {err}")
         except NetlinkError as err:
             self._devices.pop(pod.sandbox_id, None)
-            self._report_once(pod, f"error:{err}", lambda: log.error("shaping failed", extra=pod_fields(pod, cause=str(err))))
+            self._report_once(pod, f"error:{err}", lambda: self._report_failure(pod, None, err))
             return self._error_status(pod, intent, str(err))
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
@@ -306,10 +321,44 @@ class Reconciler:
         """Log and count a problem when it appears, not again on every resync while it lasts."""
         self._problems.report(pod.sandbox_id, cause_key(problem), report)
 
-    def _log_invalid(self, pod: Pod, want: DesiredDirection) -> None:
+    # ---- reports: a log line, and an Event where `kubectl describe pod` shows it ----------
+    def _report_invalid(self, pod: Pod, want: DesiredDirection, value: str) -> None:
         fields = pod_fields(pod, want.direction, cause=want.error)
         log.error("annotation invalid; direction left unshaped", extra={**fields, "annotation": want.error_key})
         self._health.annotation_error(want.error_key)
+        self._event(pod, INVALID_ANNOTATION, WARNING,
+                    f"{want.error_key}={quote_value(value)} is invalid: {want.error}; "
+                    f"{want.direction.value} is left unlimited")
+
+    def _report_foreign(self, pod: Pod, direction: Direction, reason: str) -> None:
+        log.warning("not podbw's: left alone", extra=pod_fields(pod, direction, cause=reason))
+        self._event(pod, FOREIGN_QDISC, WARNING,
+                    f"{direction.value} limit not applied: {reason}; podbw leaves it alone unless the agent "
+                    "runs with --take-over-foreign")
+
+    def _report_failure(self, pod: Pod, direction: Direction | None, err: Exception) -> None:
+        log.error("shaping failed", extra=pod_fields(pod, direction, cause=str(err)))
+        where = f"{direction.value} " if direction is not None else ""
+        self._event(pod, SHAPING_FAILED, WARNING, f"{where}limit not applied: {err}; podbw retries at every resync")
+
+    def _announce_limits(self, pod: Pod, before: PodShapingStatus | None, after: PodShapingStatus) -> None:
+        """BandwidthLimitApplied when a direction's limit is in the kernel, Changed when it
+        changed there: with the numbers the kernel holds."""
+        for direction, now in after.directions.items():
+            if now.state is not ShapingState.APPLIED or now.params is None:
+                continue
+            was = before.directions.get(direction) if before is not None else None
+            if was is not None and was.state is ShapingState.APPLIED and was.params == now.params:
+                continue
+            changed = was is not None and was.state is ShapingState.APPLIED and was.params is not None
+            note = f"{direction.value} limited to {_limit_text(now.params)} on {now.device}"
+            if changed:
+                note += f" (was {_limit_text(was.params)})"  # type: ignore[union-attr, arg-type]
+            self._event(pod, LIMIT_CHANGED if changed else LIMIT_APPLIED, NORMAL, note)
+
+    def _event(self, pod: Pod, reason: str, type_: str, note: str) -> None:
+        if self._writes_allowed and pod.uid:  # a viewer, or an agent on standby, tells nobody
+            self._on_event(PodEvent(pod.namespace, pod.name, pod.uid, reason, type_, note))
 
 
 def describe(op: Op) -> str:
@@ -332,6 +381,20 @@ def describe(op: Op) -> str:
         case SetGso(device=device, size_bytes=size_bytes):
             return f"gso_max_size {size_bytes} on {device.name}"
     return repr(op)
+
+
+def _limit_text(params: TbfParams) -> str:
+    return (
+        f"{_bits_text(params.rate_bytes_per_s * 8)} (rate {params.rate_bytes_per_s} bytes/s, "
+        f"burst {params.burst_bytes} bytes, queue limit {params.limit_bytes} bytes)"
+    )
+
+
+def _bits_text(bits_per_s: int) -> str:
+    for unit, scale in (("Gbit/s", 10**9), ("Mbit/s", 10**6), ("kbit/s", 10**3)):
+        if bits_per_s >= scale:
+            return f"{bits_per_s / scale:g} {unit}"
+    return f"{bits_per_s} bit/s"
 
 
 def describe_params(params: TbfParams) -> str:
