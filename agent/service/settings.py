@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.discovery.settings import DiscoverySettings
-from agent.metrics.settings import SamplingSettings
+from agent.metrics.settings import CollectorSettings, SamplingSettings
 from agent.model.option import setting
 from agent.model.value_parsers import boolean, one_of, optional_file
 from agent.shaping.settings import ShapingSettings
@@ -87,6 +87,8 @@ class AgentSettings:
     """How limits are put in the kernel."""
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     """How statistics are read."""
+    collectors: CollectorSettings = field(default_factory=CollectorSettings)  # type: ignore[valid-type]
+    """Which metric families are exported."""
     web: WebSettings = field(default_factory=WebSettings)
     """How /metrics is served."""
     logging: LogSettings = field(default_factory=LogSettings)

@@ -14,6 +14,7 @@ from agent.cli.flags import dest_of
 from agent.cli.parser import CommandParser
 from agent.cli.main import build_parser
 from agent.discovery.settings import AUTO_CRI_ENDPOINTS, DiscoverySettings
+from agent.metrics.collectors import COLLECTORS, DEFAULT_COLLECTORS
 from agent.service.settings import AgentSettings
 
 FILE = "FILE"
@@ -88,6 +89,15 @@ RUN_VALID = [
     ([], "annotations_file", None),
     (["--cleanup-on-exit"], "cleanup_on_exit", True),
     ([], "cleanup_on_exit", False),
+    (["--no-collector.process"], "collectors.process", False),
+    (["--no-collector.process", "--collector.process"], "collectors.process", True),  # the last one wins
+    (["--no-collector.shaping_state"], "collectors.enabled", DEFAULT_COLLECTORS - {"shaping_state"}),
+    ([], "collectors.enabled", DEFAULT_COLLECTORS),
+    (["--no-collector.unlimited-pods"], "collectors.unlimited_pods", False),
+    (["--collector.unlimited-pods"], "collectors.unlimited_pods", True),
+    ([], "collectors.unlimited_pods", True),
+    *[([f"--collector.{e.name}"], f"collectors.{e.name}", True) for e in COLLECTORS],
+    *[([f"--no-collector.{e.name}"], f"collectors.{e.name}", False) for e in COLLECTORS],
 ]
 
 # (argv after `run`, what the one-line error must say)
@@ -127,6 +137,8 @@ RUN_INVALID = [
     (["--log.format", "text"], "argument --log.format: invalid choice 'text' (choose from logfmt, json)"),
     (["--annotations-file", DIR], "argument --annotations-file: "),
     (["--take-over-foreign=yes"], "ignored explicit argument 'yes'"),
+    (["--collector.process=false"], "ignored explicit argument 'false'"),
+    (["--no-collector.unlimited-pods=1"], "ignored explicit argument '1'"),
     (["--resync-interval"], "expected one argument"),
 ]
 
@@ -152,6 +164,9 @@ RUN_ENV_VALID = [
     ({"PODBW_LOG_FORMAT": "json"}, "logging.format", "json"),
     ({"PODBW_ANNOTATIONS_FILE": FILE}, "annotations_file", FILE),
     ({"PODBW_CLEANUP_ON_EXIT": "on"}, "cleanup_on_exit", True),
+    ({"PODBW_COLLECTOR_UNLIMITED_PODS": "false"}, "collectors.unlimited_pods", False),
+    *[({f"PODBW_COLLECTOR_{e.name.upper()}": "false"}, f"collectors.{e.name}", False) for e in COLLECTORS],
+    *[({f"PODBW_COLLECTOR_{e.name.upper()}": "true"}, f"collectors.{e.name}", True) for e in COLLECTORS],
     ({"PODBW_RESYNC_INTERVAL": ""}, "discovery.resync_interval_s", 30.0),  # empty: not set
 ]
 
@@ -170,6 +185,8 @@ RUN_ENV_INVALID = [
     ("PODBW_WEB_TLS_CERT_FILE", DIR),
     ("PODBW_WEB_TLS_KEY_FILE", DIR),
     ("PODBW_WEB_TLS_CLIENT_CA_FILE", DIR),
+    ("PODBW_COLLECTOR_UNLIMITED_PODS", "no way"),
+    *[(f"PODBW_COLLECTOR_{e.name.upper()}", "maybe") for e in COLLECTORS],
     ("PODBW_LOG_LEVEL", "verbose"),
     ("PODBW_LOG_FORMAT", "xml"),
     ("PODBW_ANNOTATIONS_FILE", DIR),
@@ -297,6 +314,7 @@ def test_defaults_are_the_settings_defaults() -> None:
     assert dataclasses.replace(settings.shaping, ifb_owner="") == expected.shaping
     assert settings.shaping.ifb_owner, "derived from the endpoint and netns directory"
     assert (settings.sampling, settings.web, settings.logging) == (expected.sampling, expected.web, expected.logging)
+    assert settings.collectors == expected.collectors and settings.collectors.enabled == DEFAULT_COLLECTORS
 
 
 @pytest.mark.parametrize(
