@@ -193,7 +193,7 @@ def test_both_dashboards_cover_what_the_issue_asks(dashboards: dict[str, dict[st
         assert f'direction="{direction}"' in pod_exprs
     for needle in ("podbw_throughput_peak_bytes_per_second", "podbw_qdisc_backlog_bytes", "podbw_qdisc_drops_total",
                    "podbw_qdisc_overlimits_total", "podbw_network_receive_packets_total",
-                   "podbw_network_transmit_errors_total", "podbw_network_receive_dropped_total"):
+                   "podbw_network_transmit_errors_total", "podbw_network_receive_packets_dropped_total", "podbw_network_transmit_packets_dropped_total"):
         assert needle in pod_exprs, needle
 
 

@@ -16,11 +16,11 @@ LINK_COUNTERS = (
     ("receive_bytes_total", "rx_bytes", "Bytes received"),
     ("receive_packets_total", "rx_packets", "Packets received"),
     ("receive_errors_total", "rx_errors", "Receive errors"),
-    ("receive_dropped_total", "rx_dropped", "Packets dropped on receive"),
+    ("receive_packets_dropped_total", "rx_dropped", "Packets dropped on receive"),
     ("transmit_bytes_total", "tx_bytes", "Bytes transmitted"),
     ("transmit_packets_total", "tx_packets", "Packets transmitted"),
     ("transmit_errors_total", "tx_errors", "Transmit errors"),
-    ("transmit_dropped_total", "tx_dropped", "Packets dropped on transmit"),
+    ("transmit_packets_dropped_total", "tx_dropped", "Packets dropped on transmit"),
 )
 
 
