@@ -81,9 +81,6 @@ class Agent:
             healthy=self._healthy,
             ready=self._ready,
             web_config_file=settings.web.config_file,
-            certfile=settings.web.tls_cert_file,
-            keyfile=settings.web.tls_key_file,
-            client_cafile=settings.web.tls_client_ca_file,
             render_key=lambda: self.sampler.latest,
         )
         self.scheduler = BackgroundScheduler(daemon=True)

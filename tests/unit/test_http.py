@@ -246,12 +246,11 @@ def test_mutual_tls_requires_a_client_certificate(start_server, pki: Path) -> No
 
 
 def test_unusable_tls_files_are_a_clear_error(tmp_path: Path, checks: Checks) -> None:
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {tmp_path / 'missing.crt'}\n  key_file: {tmp_path / 'k'}\n")
     with pytest.raises(MetricsServerError, match="cannot load cert_file .*missing.crt.*No such file"):
         MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
-                      lambda: checks.ready, certfile=str(tmp_path / "missing.crt"))
-    with pytest.raises(MetricsServerError, match="without --web.tls-cert-file"):
-        MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
-                      lambda: checks.ready, client_cafile=str(tmp_path / "ca.crt"))
+                      lambda: checks.ready, web_config_file=str(config))
 
 
 def test_scrapes_of_one_snapshot_share_one_render() -> None:
