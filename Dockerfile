@@ -7,16 +7,22 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
+ARG REVISION=unknown
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY requirements.lock pyproject.toml README.md ./
 COPY agent/ agent/
-# Wheels for podbw and every dependency (all ship binary wheels: no compiler needed), then a
-# venv that holds only those, installed with no index and without pip itself.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
+# The dependencies exactly as requirements.lock pins them, each checked against its hashes
+# (binary wheels only: no compiler), then podbw's own wheel, with the commit it was built
+# from (podbw_build_info{revision}). A venv holds only those, installed with no index and
+# without pip itself.
+RUN printf '%s\n' "${REVISION}" > agent/revision.txt \
+    && pip wheel --no-cache-dir --require-hashes --only-binary :all: --wheel-dir /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/podbw \
-    && pip --python /opt/podbw/bin/python install --no-cache-dir --no-index \
-       --find-links /wheels /wheels/podbw-*.whl
+    && pip --python /opt/podbw/bin/python install --no-cache-dir --no-index --find-links /wheels \
+       --require-hashes -r requirements.lock \
+    && pip --python /opt/podbw/bin/python install --no-cache-dir --no-index --no-deps /wheels/podbw-*.whl
 
 FROM ${PYTHON_IMAGE}
 ARG PYTHON_IMAGE

@@ -1,4 +1,4 @@
-.PHONY: install test unit integration demo stubs clean-lab bench dashboards chart-docs pictures
+.PHONY: install test unit integration demo stubs clean-lab bench dashboards chart-docs pictures lock
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -40,3 +40,9 @@ chart-docs: install
 
 pictures: install
 	$(PY) bench/pictures.py --output docs/img/
+
+# requirements.lock, the image's dependencies (runtime set + the `top` extra) with hashes, from
+# pyproject.toml; existing pins are kept unless pyproject needs others (tests/unit/test_lock.py).
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra top --generate-hashes --python-version 3.11 \
+		--python-platform linux -o requirements.lock

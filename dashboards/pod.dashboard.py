@@ -132,7 +132,7 @@ def interfaces() -> c.Section:
                           both("errors"), c.UNIT_PACKETS), 8, 8),
             (c.timeseries("Interface drops",
                           "Packets per second the pod's interfaces dropped (not the qdisc's drops).",
-                          both("dropped"), c.UNIT_PACKETS), 8, 8),
+                          both("packets_dropped"), c.UNIT_PACKETS), 8, 8),
         ],
     )
 

@@ -96,6 +96,6 @@ fi
 stamp=.venv/.podbw-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test,top,dashboards]'
   touch "$stamp"
 fi

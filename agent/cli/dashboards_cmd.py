@@ -16,6 +16,7 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from agent.cli.extras import MissingExtra, require
 from agent.cli.flags import add_flag
 from agent.cli.parser import CommandParser
 from agent.model.value_parsers import boolean
@@ -53,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     output_dir = args.output_dir or args.source_dir
     try:
+        require("grafanalib", "dashboards", "podbw dashboards")
         rendered = render_all(args.source_dir, multi_cluster=bool(args.multi_cluster))
-    except DashboardsError as e:
+    except (DashboardsError, MissingExtra) as e:
         print(f"podbw dashboards: {e}", file=sys.stderr)
         return 2
     if args.check:

@@ -21,7 +21,9 @@ def declare(parser: CommandParser, option: Option, default: Any) -> None:
     if any(declared.option.flag == option.flag for declared in parser.declared):
         return  # e.g. `run` holds the log flags in its settings tree already
     kwargs: dict[str, Any] = {"default": NOT_GIVEN, "help": help_text(option, default)}
-    if option.switch:
+    if option.negatable:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif option.switch:
         kwargs["action"] = "store_true"
     else:
         kwargs["metavar"] = option.metavar
@@ -31,7 +33,10 @@ def declare(parser: CommandParser, option: Option, default: Any) -> None:
 
 def help_text(option: Option, default: Any) -> str:
     shown = option.default_text if option.default_text is not None else default
-    parts = [] if option.switch or shown in (None, "") else [f"default {shown}"]
+    if option.negatable:
+        parts = [f"default {'on' if default else 'off'}"]
+    else:
+        parts = [] if option.switch or shown in (None, "") else [f"default {shown}"]
     parts.append(f"env {option.env}")
     return f"{option.help} ({'; '.join(parts)})".replace("%", "%%")
 

@@ -81,6 +81,8 @@ def resolve(chain: Sequence[CommandParser], namespace: argparse.Namespace) -> No
 def value_of(declared: Declared, namespace: argparse.Namespace) -> Any:
     option = declared.option
     if hasattr(namespace, declared.dest):
+        if option.negatable:
+            return bool(getattr(namespace, declared.dest))  # --x or --no-x
         if option.switch:
             return True
         return _parsed(option, getattr(namespace, declared.dest), f"argument {'/'.join((option.flag, *option.aliases))}")

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from agent.cli.extras import MissingExtra, require
 from agent.cli.flags import add_discovery_flags, add_flag, add_settings_flags, build_settings
 from agent.cli.parser import CommandParser
 from agent.discovery.settings import DiscoverySettings
@@ -73,6 +74,11 @@ def open_source(args: argparse.Namespace) -> tuple[RowSource, list[PodRow]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        require("rich", "top", "podbw top")
+    except MissingExtra as err:
+        print(f"podbw top: {err}", file=sys.stderr)
+        return 2
     # Imported here so that `podbw --help` and the other commands start fast.
     from agent.cli.top_render import render_plain
     from agent.cli.top_screen import LiveScreen, TopViewer, frame_title

@@ -1,4 +1,6 @@
-"""Prometheus collector: renders the latest Snapshot and the agent's health, nothing else.
+"""Prometheus collector: runs each enabled collector over the latest Snapshot and the agent's
+health, as node_exporter's framework does: each is timed, and one that fails is left out and
+reported (podbw_scrape_collector_success 0) without breaking the others.
 
 A scrape does no netlink work, so any number of scrapers cost the node nothing extra. Families
 are built fresh on every collect(): series of pods that are gone simply are not produced.
@@ -6,65 +8,27 @@ are built fresh on every collect(): series of pods that are gone simply are not 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+import logging
+import platform
+import time
+from typing import Callable, Collection, Iterable, Iterator
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
-from agent.model.direction import ShapingState
-from agent.model.health import HealthData, HistogramData
+from agent.metrics.build_info import BuildInfo
+from agent.metrics.collectors import COLLECTORS, COLLECTORS_BY_NAME, DEFAULT_COLLECTORS
+from agent.metrics.registry import CollectorEntry
+from agent.metrics.scrape import ProcessSource, Scrape
+from agent.model.health import HealthData
 from agent.model.snapshot import Snapshot
 
-POD_LABELS = ("namespace", "pod")
-LINK_LABELS = (*POD_LABELS, "interface")
-DIRECTION_LABELS = (*POD_LABELS, "direction")
-QDISC_LABELS = (*DIRECTION_LABELS, "kind")
-STATE_LABELS = (*DIRECTION_LABELS, "state")
-POD_INFO_LABELS = (*POD_LABELS, "uid", "netns", "host_interface")
-
-# (metric name part, Link field, what it counts)
-_LINK_COUNTERS = (
-    ("receive_bytes", "rx_bytes", "Bytes received"),
-    ("receive_packets", "rx_packets", "Packets received"),
-    ("receive_errors", "rx_errors", "Receive errors"),
-    ("receive_dropped", "rx_dropped", "Packets dropped on receive"),
-    ("transmit_bytes", "tx_bytes", "Bytes transmitted"),
-    ("transmit_packets", "tx_packets", "Packets transmitted"),
-    ("transmit_errors", "tx_errors", "Transmit errors"),
-    ("transmit_dropped", "tx_dropped", "Packets dropped on transmit"),
-)
-_QDISC_COUNTERS = (
-    ("bytes", "bytes", "Bytes sent by"),
-    ("packets", "packets", "Packets sent by"),
-    ("drops", "drops", "Packets dropped by"),
-    ("overlimits", "overlimits", "Overlimit events (packet had to wait for tokens) of"),
-    ("requeues", "requeues", "Requeues of"),
-)
-_QDISC_GAUGES = (
-    ("backlog_bytes", "backlog_bytes", "Bytes queued in"),
-    ("backlog_packets", "backlog_packets", "Packets queued in"),
-)
-# (metric name after podbw_qdisc_, Qdisc field, what it counts, family type)
-_QDISC_FAMILIES = (
-    *((f"{part}_total", attr, what, CounterMetricFamily) for part, attr, what in _QDISC_COUNTERS),
-    *((part, attr, what, GaugeMetricFamily) for part, attr, what in _QDISC_GAUGES),
-)
-_STATES = tuple(ShapingState)
-
-
-def _interval_text(interval_s: float) -> str:
-    return f"{interval_s:g}s"
+log = logging.getLogger(__name__)
 
 
 class PodbwCollector(Collector):
-    """Custom collector over `snapshot()` (the sampler's latest) and `health()`."""
+    """The enabled collectors over `snapshot()` (the sampler's latest) and `health()`."""
 
     def __init__(
         self,
@@ -73,204 +37,97 @@ class PodbwCollector(Collector):
         pods_count: Callable[[], int] | None = None,
         *,
         version: str,
+        revision: str = "unknown",
+        python_version: str = platform.python_version(),
         interval_s: float = 1.0,
         max_interfaces: int = 8,
+        collectors: Collection[str] = DEFAULT_COLLECTORS,
+        unlimited_pods: bool = True,
+        process: ProcessSource = ProcessSource(),
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        unknown = sorted(set(collectors) - COLLECTORS_BY_NAME.keys())
+        if unknown:
+            raise ValueError(f"unknown collectors: {', '.join(unknown)}")
         self._snapshot = snapshot
         self._health = health
         self._pods_count = pods_count
-        self._version = version
+        self._build = BuildInfo(version=version, revision=revision, python_version=python_version)
         self._interval_s = interval_s
         """The configured sample interval, for HELP texts until a Snapshot exists."""
         self._max_interfaces = max_interfaces
+        self._unlimited_pods = unlimited_pods
+        self._process = process
+        self._clock = clock
+        self.enabled: tuple[CollectorEntry, ...] = tuple(e for e in COLLECTORS if e.name in collectors)
+        """In exposition order."""
+        self._failing: set[str] = set()
+        """Collectors whose last run failed: logged once until they work again."""
 
-    def describe(self) -> Iterable:
+    def describe(self) -> Iterable[Metric]:
         # Families without samples: the registry only needs the names, and registering must
-        # not read a snapshot or the health recorder.
-        return list(self._families(self._interval_s, None, None, None))
+        # not read a snapshot, the health recorder or /proc.
+        scrape = self._scrape(None, None, None, describing=True)
+        families = [family for entry in self.enabled for family in entry.collect(scrape)]
+        return families + list(_meta_families(()))
 
-    def collect(self) -> Iterator:
+    def collect(self) -> Iterator[Metric]:
         snapshot = self._snapshot()
-        interval_s = snapshot.interval_s if snapshot is not None else self._interval_s
         if self._pods_count is not None:
             pods: int | None = self._pods_count()
         else:
             pods = len(snapshot.pods) if snapshot is not None else None
-        yield from self._families(interval_s, snapshot, self._health(), pods)
+        scrape = self._scrape(snapshot, self._health(), pods)
+        results: list[tuple[str, float, bool]] = []
+        for entry in self.enabled:
+            started = self._clock()
+            families = self._run(entry, scrape)
+            results.append((entry.name, self._clock() - started, families is not None))
+            # One collector's families at a time: a render never holds every family at once.
+            yield from families or ()
+        yield from _meta_families(results)
 
-    def _families(
-        self,
-        interval_s: float,
-        snapshot: Snapshot | None,
-        health: HealthData | None,
-        pods: int | None,
-    ) -> Iterator[Metric]:
-        """Each family built and yielded in turn, one pass over the pods per family: a render
-        holds one family's samples at a time, not every family's at once."""
-        every = _interval_text(interval_s)
-        sampled = f"sampled every {every}"
-        samples = snapshot.pods if snapshot is not None else ()
+    def _run(self, entry: CollectorEntry, scrape: Scrape) -> list[Metric] | None:
+        """The collector's families, or None when it failed: then none of them, not a part."""
+        try:
+            families = list(entry.collect(scrape))
+        except Exception as exc:  # one collector's bug must not cost the others their scrape
+            if entry.name not in self._failing:
+                self._failing.add(entry.name)
+                log.error("collector %s failed: %s; its metrics are left out", entry.name, exc, exc_info=True)
+            return None
+        if entry.name in self._failing:
+            self._failing.discard(entry.name)
+            log.info("collector %s works again", entry.name)
+        return families
 
-        capped = f"at most {self._max_interfaces} interfaces per pod"
-        for part, attr, what in _LINK_COUNTERS:
-            family = CounterMetricFamily(
-                f"podbw_network_{part}_total",
-                f"{what} by the pod's interface, as seen inside the pod ({capped}; {sampled}).",
-                labels=LINK_LABELS,
-            )
-            for sample in samples:
-                pod = sample.pod
-                for link in sample.links:
-                    family.add_metric((pod.namespace, pod.name, link.name), getattr(link, attr))
-            yield family
-        omitted = GaugeMetricFamily(
-            "podbw_network_interfaces_omitted",
-            f"Interfaces of the pod left out of podbw_network_* because it has more than "
-            f"{self._max_interfaces} (--max-interfaces-per-pod); only pods with some ({sampled}).",
-            labels=POD_LABELS,
+    def _scrape(
+        self, snapshot: Snapshot | None, health: HealthData | None, pods: int | None, describing: bool = False
+    ) -> Scrape:
+        return Scrape(
+            snapshot=snapshot,
+            health=health,
+            pods_count=pods,
+            interval_s=snapshot.interval_s if snapshot is not None else self._interval_s,
+            max_interfaces=self._max_interfaces,
+            unlimited_pods=self._unlimited_pods,
+            build=self._build,
+            process=self._process,
+            describing=describing,
         )
-        for sample in samples:
-            if sample.links_omitted:
-                omitted.add_metric((sample.pod.namespace, sample.pod.name), sample.links_omitted)
-        yield omitted
-        for part, attr, what, family_type in _QDISC_FAMILIES:
-            family = family_type(
-                f"podbw_qdisc_{part}",
-                f"{what} podbw's qdisc enforcing the pod's limit ({sampled}).",
-                labels=QDISC_LABELS,
-            )
-            for sample in samples:
-                pod = sample.pod
-                for direction, ds in sample.directions.items():
-                    if ds.qdisc is not None:
-                        family.add_metric(
-                            (pod.namespace, pod.name, direction.value, ds.qdisc.kind), getattr(ds.qdisc, attr)
-                        )
-            yield family
-        for name, attr, documentation in (
-            ("podbw_limit_rate_bytes_per_second", "rate_bytes_per_s",
-             f"Rate limit podbw applied, in bytes per second (bytes, not bits) ({sampled})."),
-            ("podbw_limit_burst_bytes", "burst_bytes", f"Token bucket size podbw applied, in bytes ({sampled})."),
-            ("podbw_limit_queue_bytes", "limit_bytes", f"Queue limit podbw applied, in bytes ({sampled})."),
-        ):
-            family = GaugeMetricFamily(name, documentation, labels=DIRECTION_LABELS)
-            for sample in samples:
-                pod = sample.pod
-                for direction, status in sample.shaping.directions.items():
-                    if status.state == ShapingState.APPLIED and status.params is not None:
-                        family.add_metric(
-                            (pod.namespace, pod.name, direction.value), getattr(status.params, attr)
-                        )
-            yield family
-        for name, attr, documentation in (
-            ("podbw_throughput_bytes_per_second", "throughput_bytes_per_s",
-             "Pod throughput in bytes per second (bytes, not bits), mean over the last sample "
-             f"interval, from interface counters ({sampled})."),
-            ("podbw_throughput_peak_bytes_per_second", "peak_bytes_per_s",
-             f"Highest {every} mean throughput in bytes per second (bytes, not bits) over the "
-             f"trailing peak window: bursts a slower scrape cannot see ({sampled})."),
-        ):
-            family = GaugeMetricFamily(name, documentation, labels=DIRECTION_LABELS)
-            for sample in samples:
-                pod = sample.pod
-                for direction, ds in sample.directions.items():
-                    family.add_metric((pod.namespace, pod.name, direction.value), getattr(ds, attr))
-            yield family
-
-        state = GaugeMetricFamily(
-            "podbw_shaping_state",
-            "1 for the current shaping state of the pod's direction, 0 for the other states "
-            f"({sampled}).",
-            labels=STATE_LABELS,
-        )
-        for sample in samples:
-            pod = sample.pod
-            for direction, status in sample.shaping.directions.items():
-                current = status.state
-                for s in _STATES:
-                    state.add_metric(
-                        (pod.namespace, pod.name, direction.value, s.value), 1.0 if s == current else 0.0
-                    )
-        yield state
-        pod_info = InfoMetricFamily(
-            "podbw_pod",
-            f"One series per pod podbw samples, value 1 ({sampled}).",
-            labels=POD_INFO_LABELS,
-        )
-        for sample in samples:
-            pod = sample.pod
-            pod_info.add_metric(
-                (pod.namespace, pod.name),
-                {"uid": pod.uid, "netns": pod.netns_path, "host_interface": sample.shaping.host_interface},
-            )
-        yield pod_info
-
-        yield _histogram(
-            "podbw_sample_duration_seconds",
-            f"Duration of one sampling pass over all pods (a pass runs every {every}).",
-            health.sample_duration if health is not None else None,
-        )
-        yield _histogram(
-            "podbw_reconcile_latency_seconds",
-            "Time from a pod namespace being seen to its limits being in the kernel.",
-            health.reconcile_latency if health is not None else None,
-        )
-        errors = CounterMetricFamily(
-            "podbw_annotation_errors_total",
-            "Invalid bandwidth annotation values found, by annotation key.",
-            labels=("key",),
-        )
-        operations = CounterMetricFamily(
-            "podbw_shaping_operations_total",
-            "Qdisc changes podbw attempted, by operation and result.",
-            labels=("op", "result"),
-        )
-        discovery = GaugeMetricFamily(
-            "podbw_discovery_up",
-            "1 when the pod discovery source works, 0 when it fails.",
-            labels=("source",),
-        )
-        pods_family = GaugeMetricFamily("podbw_pods", f"Number of pods podbw samples ({sampled}).")
-        unowned = GaugeMetricFamily(
-            "podbw_unowned_ifbs",
-            "ifb devices named as podbw names its own (podbw + 10 hex digits) that carry no owner "
-            "alias and belong to no known pod: left in place, check and delete them.",
-        )
-        build = InfoMetricFamily("podbw_build", "podbw build, value 1.")
-        pod_events = CounterMetricFamily(
-            "podbw_pod_events_total",
-            "Pod Events podbw raised, by what became of them: ok (posted), error (the API refused or "
-            "failed), rate_limited (beyond the agent's bucket), dropped (queue full), no_api.",
-            labels=("result",),
-        )
-        lock = GaugeMetricFamily(
-            "podbw_node_lock_held",
-            "1 when this agent holds the node lock and shapes; 0 while another agent of the same "
-            "runtime holds it (this one then only observes and is not ready).",
-        )
-        if health is not None:
-            for key, count in sorted(health.annotation_errors.items()):
-                errors.add_metric((key,), count)
-            for (op, result), count in sorted(health.shaping_operations.items()):
-                operations.add_metric((op, result), count)
-            for source, up in sorted(health.discovery_up.items()):
-                discovery.add_metric((source,), 1.0 if up else 0.0)
-            build.add_metric((), {"version": self._version})
-            unowned.add_metric((), health.unowned_ifbs)
-            lock.add_metric((), 1.0 if health.node_lock_held else 0.0)
-            for result, count in sorted(health.pod_events.items()):
-                pod_events.add_metric((result,), count)
-        if pods is not None:
-            pods_family.add_metric((), pods)
-        yield from (errors, operations, discovery, pods_family, unowned, lock, pod_events, build)
 
 
-def _histogram(name: str, documentation: str, data: HistogramData | None) -> Metric:
-    if data is None:
-        return HistogramMetricFamily(name, documentation, labels=())
-    cumulative = 0
-    buckets: list[tuple[str, float]] = []
-    for bound_s, count in zip((*data.bucket_bounds_s, float("inf")), data.bucket_counts):
-        cumulative += count
-        buckets.append((floatToGoString(bound_s), cumulative))
-    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=data.sum_s)
+def _meta_families(results: Iterable[tuple[str, float, bool]]) -> Iterator[Metric]:
+    duration = GaugeMetricFamily(
+        "podbw_scrape_collector_duration_seconds", "Time each collector took in this scrape.", labels=("collector",)
+    )
+    success = GaugeMetricFamily(
+        "podbw_scrape_collector_success",
+        "1 when the collector's metrics are in this scrape, 0 when it failed (see the agent's log).",
+        labels=("collector",),
+    )
+    for name, duration_s, ok in results:
+        duration.add_metric((name,), duration_s)
+        success.add_metric((name,), 1.0 if ok else 0.0)
+    yield duration
+    yield success

@@ -1,11 +1,14 @@
-"""Sampling settings: how often statistics are read and how far back the peak gauge looks."""
+"""Metrics settings: how often statistics are read, how far back the peak gauge looks, and
+which collectors run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
+from typing import Any
 
+from agent.metrics.collectors import COLLECTORS
 from agent.model.option import setting
-from agent.model.value_parsers import integer_between, seconds_between
+from agent.model.value_parsers import boolean, integer_between, seconds_between
 
 
 @dataclass(frozen=True)
@@ -26,3 +29,40 @@ class SamplingSettings:
     )
     """Interfaces exported per pod (eight series each); the rest are counted in
     podbw_network_interfaces_omitted, so a pod that makes thousands cannot flood the exposition."""
+
+
+def _collector_fields() -> list[tuple[str, type, Any]]:
+    fields: list[tuple[str, type, Any]] = [
+        (
+            entry.name,
+            bool,
+            setting(
+                entry.enabled_by_default, f"--collector.{entry.name}", f"export {entry.help}", boolean,
+                switch=True, negatable=True,
+            ),
+        )
+        for entry in COLLECTORS
+    ]
+    fields.append((
+        "unlimited_pods",
+        bool,
+        setting(
+            True, "--collector.unlimited-pods",
+            "export interface counters and throughput of pods without any limit too (off: only their state and info)",
+            boolean, switch=True, negatable=True,
+        ),
+    ))
+    return fields
+
+
+def _enabled(self: Any) -> frozenset[str]:
+    """Names of the collectors switched on."""
+    return frozenset(entry.name for entry in COLLECTORS if getattr(self, entry.name))
+
+
+CollectorSettings = make_dataclass(
+    "CollectorSettings", _collector_fields(), frozen=True, namespace={"enabled": property(_enabled)}
+)
+CollectorSettings.__doc__ = """Which collectors run, one `--[no-]collector.<name>` switch each, derived from the
+registry in agent.metrics.collectors (as node_exporter derives its flags from collector.go)."""
+CollectorSettings.__module__ = __name__

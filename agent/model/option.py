@@ -29,6 +29,8 @@ class Option:
     """What `--help` shows for the value."""
     switch: bool = False
     """A flag without a value that turns the setting on; its variable takes true or false."""
+    negatable: bool = False
+    """A switch that also has a `--no-` form turning it off (`--no-collector.process`)."""
     default_text: str | None = None
     """Parsed at start when neither flag nor variable is given: for defaults that depend on the
     machine (`--cri-endpoint auto`). None: the field's default is used as it is."""

@@ -14,6 +14,7 @@ from agent import __version__
 from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
+from agent.metrics.build_info import read_revision
 from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
@@ -67,8 +68,11 @@ class Agent:
                 health=self.health.data,
                 pods_count=lambda: len(self.registry),
                 version=__version__,
+                revision=read_revision(),
                 interval_s=settings.sampling.interval_s,
                 max_interfaces=settings.sampling.max_interfaces_per_pod,
+                collectors=settings.collectors.enabled,
+                unlimited_pods=settings.collectors.unlimited_pods,
             )
         )
         self.http = MetricsServer(
@@ -77,9 +81,6 @@ class Agent:
             healthy=self._healthy,
             ready=self._ready,
             web_config_file=settings.web.config_file,
-            certfile=settings.web.tls_cert_file,
-            keyfile=settings.web.tls_key_file,
-            client_cafile=settings.web.tls_client_ca_file,
             render_key=lambda: self.sampler.latest,
         )
         self.scheduler = BackgroundScheduler(daemon=True)

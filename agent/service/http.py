@@ -23,7 +23,7 @@ from agent.service.http_request import Request, Response, error_response
 from agent.service.http_server import EventLoop, ServerLimits, ThreadedEventLoop
 from agent.service.http_stats import HttpStats
 from agent.service.metrics_body import render_body
-from agent.service.web_config import WebConfig, WebConfigError, legacy_web_config, read_web_config
+from agent.service.web_config import WebConfig, WebConfigError, read_web_config
 from agent.service.web_config_source import WebConfigSource
 
 log = logging.getLogger(__name__)
@@ -58,23 +58,13 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def web_config_source(
-    web_config_file: str | None,
-    certfile: str | None = None,
-    keyfile: str | None = None,
-    client_cafile: str | None = None,
-) -> WebConfigSource | None:
-    """The web config from --web.config.file, or the one the deprecated --web.tls-* flags stand
-    for; None when neither is given. MetricsServerError when it cannot be loaded."""
+def web_config_source(web_config_file: str | None) -> WebConfigSource | None:
+    """The web config from --web.config.file; None without one (plain HTTP, no auth).
+    MetricsServerError when it cannot be loaded."""
+    if web_config_file is None:
+        return None
     try:
-        if web_config_file is not None:
-            if certfile is not None or keyfile is not None or client_cafile is not None:
-                raise WebConfigError("--web.config.file and the deprecated --web.tls-* flags exclude each other")
-            return WebConfigSource(lambda: read_web_config(web_config_file), web_config_file)
-        legacy = legacy_web_config(certfile, keyfile, client_cafile)
-        if legacy == WebConfig():
-            return None
-        return WebConfigSource(lambda: legacy, None)
+        return WebConfigSource(lambda: read_web_config(web_config_file), web_config_file)
     except WebConfigError as exc:
         raise MetricsServerError(f"web config: {exc}") from None
 
@@ -91,9 +81,6 @@ class MetricsServer:
         ready: Check,
         *,
         web_config_file: str | None = None,
-        certfile: str | None = None,
-        keyfile: str | None = None,
-        client_cafile: str | None = None,
         render_key: Callable[[], object] | None = None,
         limits: ServerLimits = ServerLimits(),
     ) -> None:
@@ -110,7 +97,7 @@ class MetricsServer:
         self.ready = ready
         self._limits = limits
         self._host, self._port = parse_address(address)
-        self._web = web_config_source(web_config_file, certfile, keyfile, client_cafile)
+        self._web = web_config_source(web_config_file)
         self._auth = BasicAuth()
         self.stats = HttpStats()
         registry.register(self.stats)

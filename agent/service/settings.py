@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.discovery.settings import DiscoverySettings
-from agent.metrics.settings import SamplingSettings
+from agent.metrics.settings import CollectorSettings, SamplingSettings
 from agent.model.option import setting
 from agent.model.value_parsers import boolean, one_of, optional_file
 from agent.shaping.settings import ShapingSettings
@@ -41,25 +41,6 @@ class WebSettings:
         optional_file, metavar="FILE",
     )
     """The exporter-toolkit web configuration file, as node_exporter takes it; None: plain HTTP."""
-    tls_cert_file: str | None = setting(
-        None, "--web.tls-cert-file", "DEPRECATED, use --web.config.file: TLS certificate for the HTTP endpoint",
-        optional_file, metavar="FILE",
-    )
-    """Deprecated: served as the equivalent web config. Certificate (chain) in PEM."""
-    tls_key_file: str | None = setting(
-        None, "--web.tls-key-file", "DEPRECATED, use --web.config.file: TLS key for the HTTP endpoint",
-        optional_file, metavar="FILE",
-    )
-    """Deprecated. Private key in PEM; None when the certificate file holds it."""
-    tls_client_ca_file: str | None = setting(
-        None, "--web.tls-client-ca-file", "DEPRECATED, use --web.config.file: CA that client certificates must chain to",
-        optional_file, metavar="FILE",
-    )
-    """Deprecated. CAs in PEM; when set, clients must present a certificate they signed."""
-
-    def __post_init__(self) -> None:
-        if self.tls_cert_file is None and (self.tls_key_file or self.tls_client_ca_file):
-            raise ValueError("--web.tls-key-file and --web.tls-client-ca-file need --web.tls-cert-file")
 
 
 @dataclass(frozen=True)
@@ -87,6 +68,8 @@ class AgentSettings:
     """How limits are put in the kernel."""
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     """How statistics are read."""
+    collectors: CollectorSettings = field(default_factory=CollectorSettings)  # type: ignore[valid-type]
+    """Which metric families are exported."""
     web: WebSettings = field(default_factory=WebSettings)
     """How /metrics is served."""
     logging: LogSettings = field(default_factory=LogSettings)

@@ -282,22 +282,6 @@ def read_web_config(path: str) -> WebConfig:
         raise WebConfigError(f"{path}: {exc}") from None
 
 
-def legacy_web_config(cert_file: str | None, key_file: str | None, client_ca_file: str | None) -> WebConfig:
-    """The web config the deprecated --web.tls-* flags stand for."""
-    if cert_file is None:
-        if key_file is not None or client_ca_file is not None:
-            raise WebConfigError("--web.tls-key-file or --web.tls-client-ca-file given without --web.tls-cert-file")
-        return WebConfig()
-    return WebConfig(
-        tls=TlsServerConfig(
-            cert_file=cert_file,
-            key_file=key_file or cert_file,  # as ssl's load_cert_chain: the key may be in the cert file
-            client_ca_file=client_ca_file,
-            client_auth_type="RequireAndVerifyClientCert" if client_ca_file else "NoClientCert",
-        )
-    )
-
-
 def _no_passphrase() -> bytes:
     raise WebConfigError("the key file is encrypted; podbw needs an unencrypted key")
 

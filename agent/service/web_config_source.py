@@ -47,8 +47,9 @@ class _Loaded:
 
 
 class WebConfigSource:
-    """`load()` gives the WebConfig (from a file, or from the deprecated flags); its TLS files
-    are loaded too. The constructor raises WebConfigError when the first load fails."""
+    """`load()` gives the WebConfig (read from `config_file`, which is watched too; None: a
+    config held in memory); its TLS files are loaded too. The constructor raises
+    WebConfigError when the first load fails."""
 
     def __init__(
         self,

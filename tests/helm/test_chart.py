@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from agent.cli.main import build_parser
+from agent.service.web_config import parse_web_config
 from tests.helm import harness
 from tests.helm.conftest import scenario_named
 
@@ -61,6 +62,29 @@ def parse_agent_flags(rendered: harness.Rendered, monkeypatch: pytest.MonkeyPatc
         return build_parser().parse_args(["run", *container["args"]])
     except SystemExit as exc:
         pytest.fail(f"podbw run rejects the chart's args {container['args']}: exit {exc.code}")
+
+
+def scheme(values: dict[str, Any]) -> str:
+    web = values["web"]
+    if web["existingSecret"]["name"]:
+        return "https" if web["existingSecret"]["https"] else "http"
+    return "https" if web["tls"]["enabled"] or "tls_server_config" in web["config"] else "http"
+
+
+def http_probes(values: dict[str, Any]) -> bool:
+    """Whether the kubelet, with neither a client certificate nor a password, can probe over HTTP."""
+    web = values["web"]
+    client_auth = web["config"].get("tls_server_config", {}).get("client_auth_type", "NoClientCert")
+    if web["tls"]["enabled"] and web["tls"]["clientAuth"]:
+        client_auth = "RequireAndVerifyClientCert"
+    return not (web["existingSecret"]["name"] or web["config"].get("basic_auth_users")
+                or client_auth in ("RequireAnyClientCert", "RequireAndVerifyClientCert"))
+
+
+def web_config_secret(rendered: harness.Rendered) -> dict[str, Any] | None:
+    secrets = [s for s in rendered.kinds("Secret") if s["metadata"]["name"].endswith("-web-config")]
+    assert len(secrets) <= 1
+    return secrets[0] if secrets else None
 
 
 def monitoring_namespace(rendered: harness.Rendered, settings_key: str) -> str:
@@ -177,16 +201,14 @@ def test_extra_volumes_and_mounts(scenario: harness.Rendered) -> None:
 
 def test_probes(scenario: harness.Rendered) -> None:
     container = agent_container(scenario)
-    tls = scenario.values["web"]["tls"]
     for probe_key, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         probe = container[probe_key]
         for setting, value in scenario.values[probe_key].items():
             assert probe[setting] == value
-        if tls["enabled"] and tls["clientAuth"]:
-            assert probe["tcpSocket"] == {"port": "metrics"}  # the kubelet has no client certificate
-        else:
-            scheme = "HTTPS" if tls["enabled"] else "HTTP"
-            assert probe["httpGet"] == {"path": path, "port": "metrics", "scheme": scheme}
+        if http_probes(scenario.values):
+            assert probe["httpGet"] == {"path": path, "port": "metrics", "scheme": scheme(scenario.values).upper()}
+        else:  # the kubelet has no client certificate and no password
+            assert probe["tcpSocket"] == {"port": "metrics"} and "httpGet" not in probe
     assert container["ports"] == [{"name": "metrics", "containerPort": scenario.values["web"]["port"], "protocol": "TCP"}]
 
 
@@ -221,17 +243,31 @@ def test_files_named_in_flags_come_from_their_volumes(scenario: harness.Rendered
                 return volume
         pytest.fail(f"{path} is not in any mounted volume")
 
-    tls = scenario.values["web"]["tls"]
-    tls_files = [getattr(args, f"web.{name}") for name in ("tls_cert_file", "tls_key_file", "tls_client_ca_file")]
-    if tls["enabled"]:
-        expected = ["tls.crt", "tls.key", "ca.crt" if tls["clientAuth"] else None]
-        assert [f and os.path.basename(f) for f in tls_files] == expected
-        for path in filter(None, tls_files):
-            secret = volume_of(path)["secret"]["secretName"]
-            assert secret and "{{" not in secret  # rendered through tpl
+    web = scenario.values["web"]
+    config_file = args.settings.web.config_file
+    secret = web_config_secret(scenario)
+    if not (web["config"] or web["tls"]["enabled"] or web["existingSecret"]["name"]):
+        assert config_file is None and secret is None and "web-config" not in mounts and "tls" not in mounts
+    elif web["existingSecret"]["name"]:
+        assert secret is None
+        assert volume_of(config_file)["secret"]["secretName"] == web["existingSecret"]["name"]
+        assert os.path.basename(config_file) == web["existingSecret"]["key"]
     else:
-        assert tls_files == [None, None, None]
-        assert "tls" not in mounts
+        assert volume_of(config_file)["secret"]["secretName"] == secret["metadata"]["name"]
+        [(key, text)] = secret["stringData"].items()
+        assert os.path.basename(config_file) == key
+        # The agent's own parser reads it as the agent will, and every file it names is mounted.
+        config = parse_web_config(text, os.path.dirname(config_file))
+        tls_files = config.tls.files() if config.tls is not None else ()
+        assert bool(tls_files) is (web["tls"]["enabled"] or "tls_server_config" in web["config"])
+        for path in tls_files:
+            tls_secret = volume_of(path)["secret"]["secretName"]
+            assert tls_secret and "{{" not in tls_secret  # rendered through tpl
+        if web["tls"]["enabled"]:
+            assert {os.path.basename(p) for p in tls_files} == {"tls.crt", "tls.key"} | (
+                {"ca.crt"} if web["tls"]["clientAuth"] else set()
+            )
+        assert set(config.basic_auth_users) == set(web["config"].get("basic_auth_users", {}))
     if scenario.values["annotationsOverrides"]:
         config_map = volume_of(args.annotations_file)["configMap"]["name"]
         rendered = [cm for cm in scenario.kinds("ConfigMap") if cm["metadata"]["name"] == config_map]
@@ -288,7 +324,7 @@ def test_monitors(scenario: harness.Rendered) -> None:
             assert spec.get("sampleLimit", 0) == settings["sampleLimit"]
             [endpoint] = spec[endpoints_key]
             assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
-            assert endpoint["scheme"] == ("https" if values["web"]["tls"]["enabled"] else "http")
+            assert endpoint["scheme"] == scheme(values)
             assert endpoint["honorLabels"] is settings["honorLabels"]
             own = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"}]
             if not settings["jobLabel"]:  # the job comes from the label instead
@@ -297,10 +333,11 @@ def test_monitors(scenario: harness.Rendered) -> None:
             assert endpoint.get("metricRelabelings", []) == settings["metricRelabelings"]
             for key in ("interval", "scrapeTimeout"):
                 assert endpoint.get(key, "") == settings[key]
-            if values["web"]["tls"]["enabled"]:
+            if scheme(values) == "https" and settings["tlsConfig"]:
                 assert endpoint["tlsConfig"] == settings["tlsConfig"]
             else:
                 assert "tlsConfig" not in endpoint
+            assert endpoint.get("basicAuth", {}) == settings["basicAuth"]
 
 
 def test_prometheus_operator_objects_carry_the_release_label(scenario: harness.Rendered) -> None:
@@ -370,8 +407,8 @@ def test_notes(scenario: harness.Rendered) -> None:
     assert "rollout status daemonset/" in notes
     assert "<no value>" not in notes and "{{" not in notes
     assert 'podbw_shaping_state{state=~"invalid|foreign|error"} == 1' in notes
-    if values["web"]["tls"]["enabled"]:
-        assert "podbw top" not in notes  # it cannot verify the agent's certificate
+    if scheme(values) == "https" or not http_probes(values):
+        assert "podbw top" not in notes  # it has neither the agent's CA nor a password
     else:
         assert "-- podbw top --once --no-fallback" in notes
     assert (values["prometheusRule"]["runbookUrl"] or "https://github.com/podbw/podbw/blob/main/docs/runbook.md") in notes
@@ -410,7 +447,7 @@ def test_disabled_alerts_and_runbook_url(rendered_scenarios) -> None:
     [rule] = scenario_named(rendered_scenarios, "subchart-values.yaml").kinds("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert "PodbwLimitSaturated" not in alerts and "PodbwNodeWithoutAgent" not in alerts
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     assert alerts["PodbwAgentDown"]["annotations"]["runbook_url"] == "https://wiki.example.com/podbw/runbook#podbwagentdown"
     assert alerts["PodbwAgentDown"]["labels"] == {"severity": "critical", "team": "platform-network"}
 
@@ -478,6 +515,10 @@ def test_helm_numbers_render_as_helm_renders_them(render, monkeypatch: pytest.Mo
         ({"podMonitor": {"namespace": "Not_A_Namespace"}}, "/podMonitor/namespace"),
         ({"web": {"port": 70000}}, "/web/port"),
         ({"web": {"tls": {"enabled": True}}}, "/web/tls/secretName"),
+        ({"web": {"config": {"basic_auth_user": {}}}}, "/web/config"),
+        ({"web": {"config": {"basic_auth_users": {"prometheus": "plaintext"}}}}, "/web/config/basic_auth_users/prometheus"),
+        ({"web": {"existingSecret": {"name": "Not_A_Name"}}}, "/web/existingSecret/name"),
+        ({"serviceMonitor": {"basicAuth": {"username": {"name": "s"}}}}, "/serviceMonitor/basicAuth/username"),
         ({"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, ""),
         ({"annotationsOverrides": {"web-0": {"kubernetes.io/egress-bandwidth": "1M"}}}, "invalid propertyName 'web-0'"),
         ({"updateStrategy": {"maxUnavailable": 0}}, "/updateStrategy/maxUnavailable"),
@@ -503,6 +544,8 @@ def test_values_that_violate_the_schema_are_rejected(render, values: dict, where
     [
         ({"web": {"tls": {"enabled": True}}}, "web.tls.secretName is required"),
         ({"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}, "not both"),
+        ({"web": {"existingSecret": {"name": "mine"}, "config": {"basic_auth_users": {"p": "$2y$10$x"}}}},
+         "web.existingSecret.name replaces web.config and web.tls"),
     ],
 )
 def test_templates_refuse_what_the_schema_refuses(render, values: dict, message: str) -> None:

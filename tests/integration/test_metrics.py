@@ -33,11 +33,11 @@ LINK_FIELDS = {  # metric part -> (iproute2 stats64 direction, field)
     "receive_bytes": ("rx", "bytes"),
     "receive_packets": ("rx", "packets"),
     "receive_errors": ("rx", "errors"),
-    "receive_dropped": ("rx", "dropped"),
+    "receive_packets_dropped": ("rx", "dropped"),
     "transmit_bytes": ("tx", "bytes"),
     "transmit_packets": ("tx", "packets"),
     "transmit_errors": ("tx", "errors"),
-    "transmit_dropped": ("tx", "dropped"),
+    "transmit_packets_dropped": ("tx", "dropped"),
 }
 QDISC_FIELDS = ("bytes", "packets", "drops", "overlimits", "requeues")
 

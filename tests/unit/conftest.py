@@ -22,7 +22,18 @@ def checks() -> Checks:
 def start_server(request: pytest.FixtureRequest, checks: Checks):
     """Call it to get a started MetricsServer on 127.0.0.1 (stopped after the test)."""
 
-    def start(address: str = "127.0.0.1:0", registry: CollectorRegistry | None = None, **kwargs) -> MetricsServer:
+    def start(
+        address: str = "127.0.0.1:0",
+        registry: CollectorRegistry | None = None,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        client_cafile: str | None = None,
+        **kwargs,
+    ) -> MetricsServer:
+        if certfile is not None:  # TLS (and client certificates) as a web config file says it
+            tmp_path = request.getfixturevalue("tmp_path")
+            kwargs["web_config_file"] = str(tls_web_config(tmp_path, certfile, keyfile, client_cafile))
         server = MetricsServer(
             address,
             registry or make_registry(),
@@ -35,6 +46,15 @@ def start_server(request: pytest.FixtureRequest, checks: Checks):
         return server
 
     return start
+
+
+def tls_web_config(directory: Path, certfile: str, keyfile: str | None, client_cafile: str | None) -> Path:
+    lines = ["tls_server_config:", f"  cert_file: {certfile}", f"  key_file: {keyfile or certfile}"]
+    if client_cafile is not None:
+        lines += [f"  client_ca_file: {client_cafile}", "  client_auth_type: RequireAndVerifyClientCert"]
+    path = directory / "tls-web-config.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.fixture(scope="session")

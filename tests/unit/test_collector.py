@@ -7,7 +7,10 @@ the diff.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +22,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.metrics.collector import PodbwCollector
+from agent.metrics.collectors import COLLECTORS, DEFAULT_COLLECTORS
+from agent.metrics.scrape import ProcessSource
 from agent.model.direction import Direction, ShapingState
 from agent.model.health import HealthData, HealthRecorder
 from agent.model.pod import SOURCE_NETNS, Pod
@@ -170,9 +175,22 @@ def fixed_health() -> HealthData:
     return health.data()
 
 
+def ticking_clock(step_s: float = 0.25):
+    """A perf_counter stand-in: every read is `step_s` later, so each collector takes `step_s`."""
+    ticks = itertools.count()
+    return lambda: next(ticks) * step_s
+
+
+GOLDEN_COLLECTORS = DEFAULT_COLLECTORS - {"process"}
+"""process_* describes the test process itself; it has a test of its own below."""
+
+
 def render(snapshot: Snapshot | None, **kwargs) -> str:
     registry = CollectorRegistry()
-    collector = PodbwCollector(lambda: snapshot, fixed_health, version="1.2.3", **kwargs)
+    kwargs.setdefault("collectors", GOLDEN_COLLECTORS)
+    kwargs.setdefault("revision", "0123abc")
+    kwargs.setdefault("python_version", "3.11.99")
+    collector = PodbwCollector(lambda: snapshot, fixed_health, version="1.2.3", clock=ticking_clock(), **kwargs)
     registry.register(collector)
     return generate_latest(registry).decode()
 
@@ -196,6 +214,9 @@ def samples(text: str) -> dict[tuple[str, frozenset], float]:
 
 def labels(**kw: str) -> frozenset:
     return frozenset(kw.items())
+
+
+BUILD = labels(version="1.2.3", revision="0123abc", python_version="3.11.99")
 
 
 @pytest.mark.parametrize(
@@ -235,7 +256,7 @@ def test_values_and_names_are_as_designed() -> None:
                   netns="/var/run/netns/11111111-aaaa", host_interface="veth1a2b3c4d")
     assert got[("podbw_pod_info", info)] == 1
     assert got[("podbw_pods", labels())] == 2
-    assert got[("podbw_build_info", labels(version="1.2.3"))] == 1
+    assert got[("podbw_build_info", BUILD)] == 1
     assert got[("podbw_annotation_errors_total", labels(key="kubernetes.io/ingress-bandwidth"))] == 2
     assert got[("podbw_shaping_operations_total", labels(op="delete", result="error"))] == 1
     assert got[("podbw_discovery_up", labels(source="netns"))] == 0
@@ -296,7 +317,7 @@ def test_no_snapshot_yet_renders_agent_metrics_only() -> None:
     got = samples(render(None))
     assert not any("pod" in dict(k[1]) for k in got)
     assert ("podbw_pods", labels()) not in got  # unknown, not zero
-    assert got[("podbw_build_info", labels(version="1.2.3"))] == 1
+    assert got[("podbw_build_info", BUILD)] == 1
     assert got[("podbw_discovery_up", labels(source="cri"))] == 1
 
 
@@ -348,3 +369,167 @@ def test_collect_builds_fresh_families_each_call() -> None:
     assert "batch-0" in generate_latest(registry).decode()
     current[0] = SNAPSHOT_CHURN
     assert "batch-0" not in generate_latest(registry).decode()
+
+
+# ---- the collector framework: switches, meta-metrics, one failure contained -----------------------
+
+FAMILIES_OF = {
+    "network": "podbw_network_receive_bytes_total",
+    "qdisc": "podbw_qdisc_drops_total",
+    "limit": "podbw_limit_rate_bytes_per_second",
+    "throughput": "podbw_throughput_bytes_per_second",
+    "shaping_state": "podbw_shaping_state",
+    "pod_info": "podbw_pod_info",
+    "agent": "podbw_build_info",
+    "process": "process_cpu_seconds_total",
+}
+
+
+def names_in(text: str) -> set[str]:
+    return {name for name, _ in samples(text)}
+
+
+def test_every_collector_has_a_family_here() -> None:
+    assert set(FAMILIES_OF) == {entry.name for entry in COLLECTORS}
+
+
+@pytest.mark.parametrize("off", sorted(FAMILIES_OF))
+def test_a_collector_switched_off_leaves_out_its_families_only(off: str) -> None:
+    text = render(SNAPSHOT_TWO_PODS, collectors=DEFAULT_COLLECTORS - {off})
+    names = names_in(text)
+    assert FAMILIES_OF[off] not in names
+    for name, family in FAMILIES_OF.items():
+        if name != off:
+            assert family in names, (name, family)
+    got = samples(text)
+    assert ("podbw_scrape_collector_success", labels(collector=off)) not in got
+    assert {dict(k[1])["collector"] for k in got if k[0] == "podbw_scrape_collector_success"} == DEFAULT_COLLECTORS - {off}
+
+
+def test_unknown_collector_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown collectors: nope"):
+        PodbwCollector(lambda: None, fixed_health, version="x", collectors={"network", "nope"})
+
+
+def test_each_collector_reports_its_duration_and_success() -> None:
+    got = samples(render(SNAPSHOT_TWO_PODS))
+    for name in GOLDEN_COLLECTORS:
+        assert got[("podbw_scrape_collector_duration_seconds", labels(collector=name))] == 0.25
+        assert got[("podbw_scrape_collector_success", labels(collector=name))] == 1
+
+
+def broken_snapshot() -> Snapshot:
+    # A link that is not a Link: the network collector fails on it, no other one reads links.
+    sample = web_sample()._replace(links=(object(),))
+    return Snapshot(taken_at_monotonic_s=1.0, interval_s=1.0, pods=(sample, batch_sample()), sample_duration_s=0.0)
+
+
+def test_a_failing_collector_is_left_out_whole_and_the_others_still_export(caplog: pytest.LogCaptureFixture) -> None:
+    snapshot = broken_snapshot()
+    registry = CollectorRegistry()
+    registry.register(PodbwCollector(lambda: snapshot, fixed_health, version="x", collectors=GOLDEN_COLLECTORS))
+    for _ in range(3):
+        got = samples(generate_latest(registry).decode())
+        assert got[("podbw_scrape_collector_success", labels(collector="network"))] == 0
+        assert not any(name.startswith("podbw_network_") for name, _ in got), "no half of a collector"
+        for name in GOLDEN_COLLECTORS - {"network"}:
+            assert got[("podbw_scrape_collector_success", labels(collector=name))] == 1
+        assert got[("podbw_limit_rate_bytes_per_second", labels(namespace="shop", pod="web-7d9f", direction="ingress"))]
+    failures = [r for r in caplog.records if "collector network failed" in r.getMessage()]
+    assert len(failures) == 1, "logged once, not at every scrape"
+
+
+def test_a_collector_that_works_again_is_logged_and_exported(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="agent.metrics.collector")
+    current = [broken_snapshot()]
+    registry = CollectorRegistry()
+    registry.register(PodbwCollector(lambda: current[0], fixed_health, version="x", collectors={"network"}))
+    generate_latest(registry)
+    current[0] = SNAPSHOT_TWO_PODS
+    got = samples(generate_latest(registry).decode())
+    assert got[("podbw_scrape_collector_success", labels(collector="network"))] == 1
+    assert ("podbw_network_receive_bytes_total", labels(namespace="shop", pod="web-7d9f", interface="eth0")) in got
+    assert any("collector network works again" in r.getMessage() for r in caplog.records)
+
+
+def unlimited_sample() -> PodSample:
+    pod = Pod(sandbox_id="sb-free", uid="u-free", namespace="jobs", name="free-0", netns_path="/var/run/netns/free")
+    status = PodShapingStatus(
+        sandbox_id=pod.sandbox_id, host_interface="vethfree",
+        directions={d: DirectionStatus(ShapingState.UNLIMITED) for d in Direction},
+    )
+    return PodSample(
+        pod=pod, shaping=status, links=(Link(2, "eth0", rx_bytes=5, tx_bytes=6),),
+        directions={d: DirectionSample(None, 1.0, 2.0) for d in Direction},
+    )
+
+
+@pytest.mark.parametrize("unlimited_pods", [True, False])
+def test_unlimited_pods_switch(unlimited_pods: bool) -> None:
+    snapshot = Snapshot(1.0, 1.0, (web_sample(), batch_sample(), unlimited_sample()), 0.0)
+    got = samples(render(snapshot, unlimited_pods=unlimited_pods))
+    per_family = {
+        name: {dict(key)["pod"] for n, key in got if n == name}
+        for name in ("podbw_network_receive_bytes_total", "podbw_throughput_bytes_per_second",
+                     "podbw_shaping_state", "podbw_pod_info")
+    }
+    # batch-0 asked for a limit (an invalid one): it is not unlimited, and keeps its counters.
+    counted = {"web-7d9f", "batch-0", "free-0"} if unlimited_pods else {"web-7d9f", "batch-0"}
+    assert per_family["podbw_network_receive_bytes_total"] == counted
+    assert per_family["podbw_throughput_bytes_per_second"] == counted
+    assert per_family["podbw_shaping_state"] == {"web-7d9f", "batch-0", "free-0"}
+    assert per_family["podbw_pod_info"] == {"web-7d9f", "batch-0", "free-0"}
+
+
+# ---- process_* and build info ------------------------------------------------------------------------
+
+
+def fake_proc(root: Path, pid: str = "4242") -> ProcessSource:
+    """A /proc with what ProcessCollector reads: btime, the pid's stat and limits, three fds."""
+    (root / pid / "fd").mkdir(parents=True)
+    (root / "stat").write_text("cpu  1 2 3 4\nbtime 1700000000\n")
+    # Fields after "(comm)": state ppid ... utime(14) stime(15) ... starttime(22) vsize(23) rss(24).
+    fields = ["S"] + ["0"] * 10 + ["250", "150"] + ["0"] * 6 + ["12345", "104857600", "2560"]
+    (root / pid / "stat").write_text(f"{pid} (podbw) " + " ".join(fields) + " 0 0\n")
+    (root / pid / "limits").write_text(
+        "Limit                     Soft Limit           Hard Limit           Units\n"
+        "Max open files            65536                1048576              files\n"
+    )
+    for fd in range(3):
+        (root / pid / "fd" / str(fd)).write_text("")
+    return ProcessSource(proc_root=str(root), pid=pid)
+
+
+def test_process_metrics_come_from_the_proc_tree(tmp_path: Path) -> None:
+    collector = PodbwCollector(
+        lambda: None, fixed_health, version="x", collectors={"process"}, process=fake_proc(tmp_path)
+    )
+    registry = CollectorRegistry()
+    registry.register(collector)
+    got = samples(generate_latest(registry).decode())
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert got[("process_cpu_seconds_total", labels())] == pytest.approx(400 / ticks)
+    assert got[("process_virtual_memory_bytes", labels())] == 104857600
+    assert got[("process_resident_memory_bytes", labels())] == 2560 * os.sysconf("SC_PAGE_SIZE")
+    assert got[("process_start_time_seconds", labels())] == pytest.approx(1700000000 + 12345 / ticks)
+    assert got[("process_open_fds", labels())] == 3
+    assert got[("process_max_fds", labels())] == 65536
+
+
+def test_process_metrics_that_cannot_be_read_are_left_out(tmp_path: Path) -> None:
+    collector = PodbwCollector(
+        lambda: None, fixed_health, version="x", collectors={"process"},
+        process=ProcessSource(proc_root=str(tmp_path / "none"), pid="1"),
+    )
+    registry = CollectorRegistry()
+    registry.register(collector)
+    got = samples(generate_latest(registry).decode())
+    assert not any(name.startswith("process_") for name, _ in got)
+    assert got[("podbw_scrape_collector_success", labels(collector="process"))] == 1
+
+
+def test_build_info_carries_version_revision_and_python() -> None:
+    registry = CollectorRegistry()
+    registry.register(PodbwCollector(lambda: None, fixed_health, version="0.1.0", collectors={"agent"}))
+    got = samples(generate_latest(registry).decode())
+    assert got[("podbw_build_info", labels(version="0.1.0", revision="unknown", python_version=platform.python_version()))] == 1

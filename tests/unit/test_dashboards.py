@@ -193,7 +193,7 @@ def test_both_dashboards_cover_what_the_issue_asks(dashboards: dict[str, dict[st
         assert f'direction="{direction}"' in pod_exprs
     for needle in ("podbw_throughput_peak_bytes_per_second", "podbw_qdisc_backlog_bytes", "podbw_qdisc_drops_total",
                    "podbw_qdisc_overlimits_total", "podbw_network_receive_packets_total",
-                   "podbw_network_transmit_errors_total", "podbw_network_receive_dropped_total"):
+                   "podbw_network_transmit_errors_total", "podbw_network_receive_packets_dropped_total", "podbw_network_transmit_packets_dropped_total"):
         assert needle in pod_exprs, needle
 
 
@@ -225,7 +225,7 @@ def test_every_panel_query_parses(dashboards: dict[str, dict[str, Any]], tmp_pat
 def test_alert_rules_pass_promtool_check() -> None:
     result = _promtool("check", "rules", DASHBOARDS / "alerts.rules.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
 
 
 @needs_promtool
@@ -241,7 +241,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert alerts == {
         "PodbwLimitSaturated", "PodbwQdiscDrops", "PodbwInvalidAnnotation", "PodbwForeignQdisc",
         "PodbwShapingErrors", "PodbwAgentDown", "PodbwNodeWithoutAgent", "PodbwAgentsAbsent",
-        "PodbwSamplerStalled", "PodbwReconcileLatencyHigh",
+        "PodbwSamplerStalled", "PodbwCollectorFailing", "PodbwReconcileLatencyHigh",
     }
     tests = yaml.safe_load((DASHBOARDS / "alerts.test.yaml").read_text())
     firing: set[str] = set()

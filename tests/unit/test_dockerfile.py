@@ -121,7 +121,28 @@ def test_build_stage_makes_wheels_and_a_venv_from_them_only(dockerfile) -> None:
     assert "--no-index" in run and "--find-links /wheels" in run
     assert "apt-get" not in run, "every dependency ships a wheel: no system build tools"
     copied = [args.split()[0] for args in build.args_of("COPY")]
-    assert copied == ["pyproject.toml", "agent/"]
+    assert copied == ["requirements.lock", "agent/"]
+
+
+def test_dependencies_come_from_the_lock_with_hashes_and_podbw_without_any(dockerfile) -> None:
+    build = dockerfile[1][0]
+    steps = [step.strip() for run in build.args_of("RUN") for step in run.split("&&")]
+    locked = [step for step in steps if "-r requirements.lock" in step]
+    assert len(locked) == 2 and all("--require-hashes" in step for step in locked), locked
+    assert any(step.startswith("pip wheel") and "--only-binary :all:" in step for step in locked)
+    own = [step for step in steps if "podbw-*.whl" in step or step.endswith(" .")]
+    assert own and all("--no-deps" in step for step in own), "only the lock brings dependencies"
+
+
+def test_the_build_writes_the_revision_into_the_package(dockerfile) -> None:
+    from agent.metrics.build_info import REVISION_FILE
+
+    build = dockerfile[1][0]
+    assert "REVISION=unknown" in build.args_of("ARG")
+    run = " && ".join(build.args_of("RUN"))
+    written = f'printf \'%s\\n\' "${{REVISION}}" > agent/{REVISION_FILE.name}'
+    assert written in run, run
+    assert run.index(written) < run.index("pip wheel --no-cache-dir --no-deps"), "before podbw's wheel is built"
 
 
 def test_runtime_stage_only_copies_the_venv(dockerfile) -> None:

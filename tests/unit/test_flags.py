@@ -14,6 +14,7 @@ from agent.cli.flags import dest_of
 from agent.cli.parser import CommandParser
 from agent.cli.main import build_parser
 from agent.discovery.settings import AUTO_CRI_ENDPOINTS, DiscoverySettings
+from agent.metrics.collectors import COLLECTORS, DEFAULT_COLLECTORS
 from agent.service.settings import AgentSettings
 
 FILE = "FILE"
@@ -73,10 +74,6 @@ RUN_VALID = [
     (["--web.listen-address", ":9637"], "web.listen_address", ":9637"),
     (["--web.listen-address", "127.0.0.1:0"], "web.listen_address", "127.0.0.1:0"),
     (["--web.listen-address", "[::1]:65535"], "web.listen_address", "[::1]:65535"),
-    (["--web.tls-cert-file", FILE], "web.tls_cert_file", FILE),
-    (["--web.tls-cert-file", FILE, "--web.tls-key-file", FILE], "web.tls_key_file", FILE),
-    (["--web.tls-cert-file", FILE, "--web.tls-client-ca-file", FILE], "web.tls_client_ca_file", FILE),
-    ([], "web.tls_cert_file", None),
     (["--log.level", "debug"], "logging.level", "debug"),
     (["--log-level", "warning"], "logging.level", "warn"),
     (["--log.level=error"], "logging.level", "error"),
@@ -88,6 +85,15 @@ RUN_VALID = [
     ([], "annotations_file", None),
     (["--cleanup-on-exit"], "cleanup_on_exit", True),
     ([], "cleanup_on_exit", False),
+    (["--no-collector.process"], "collectors.process", False),
+    (["--no-collector.process", "--collector.process"], "collectors.process", True),  # the last one wins
+    (["--no-collector.shaping_state"], "collectors.enabled", DEFAULT_COLLECTORS - {"shaping_state"}),
+    ([], "collectors.enabled", DEFAULT_COLLECTORS),
+    (["--no-collector.unlimited-pods"], "collectors.unlimited_pods", False),
+    (["--collector.unlimited-pods"], "collectors.unlimited_pods", True),
+    ([], "collectors.unlimited_pods", True),
+    *[([f"--collector.{e.name}"], f"collectors.{e.name}", True) for e in COLLECTORS],
+    *[([f"--no-collector.{e.name}"], f"collectors.{e.name}", False) for e in COLLECTORS],
 ]
 
 # (argv after `run`, what the one-line error must say)
@@ -119,14 +125,12 @@ RUN_INVALID = [
     (["--web.listen-address", "9637"], "has no port"),
     (["--web.listen-address", "::1:9637"], "put IPv6 hosts in brackets"),
     (["--web.listen-address", ":http"], "port is not a number"),
-    (["--web.tls-cert-file", DIR], "argument --web.tls-cert-file: "),
-    (["--web.tls-key-file", DIR], "argument --web.tls-key-file: "),
-    (["--web.tls-client-ca-file", DIR], "argument --web.tls-client-ca-file: "),
-    (["--web.tls-key-file", FILE], "--web.tls-key-file and --web.tls-client-ca-file need --web.tls-cert-file"),
     (["--log.level", "verbose"], "argument --log.level/--log-level: invalid choice 'verbose'"),
     (["--log.format", "text"], "argument --log.format: invalid choice 'text' (choose from logfmt, json)"),
     (["--annotations-file", DIR], "argument --annotations-file: "),
     (["--take-over-foreign=yes"], "ignored explicit argument 'yes'"),
+    (["--collector.process=false"], "ignored explicit argument 'false'"),
+    (["--no-collector.unlimited-pods=1"], "ignored explicit argument '1'"),
     (["--resync-interval"], "expected one argument"),
 ]
 
@@ -145,13 +149,13 @@ RUN_ENV_VALID = [
     ({"PODBW_WEB_CONFIG_FILE": FILE}, "web.config_file", FILE),
     ({"PODBW_PEAK_WINDOW": "300"}, "sampling.peak_window_s", 300.0),
     ({"PODBW_WEB_LISTEN_ADDRESS": "127.0.0.1:9100"}, "web.listen_address", "127.0.0.1:9100"),
-    ({"PODBW_WEB_TLS_CERT_FILE": FILE}, "web.tls_cert_file", FILE),
-    ({"PODBW_WEB_TLS_CERT_FILE": FILE, "PODBW_WEB_TLS_KEY_FILE": FILE}, "web.tls_key_file", FILE),
-    ({"PODBW_WEB_TLS_CERT_FILE": FILE, "PODBW_WEB_TLS_CLIENT_CA_FILE": FILE}, "web.tls_client_ca_file", FILE),
     ({"PODBW_LOG_LEVEL": "debug"}, "logging.level", "debug"),
     ({"PODBW_LOG_FORMAT": "json"}, "logging.format", "json"),
     ({"PODBW_ANNOTATIONS_FILE": FILE}, "annotations_file", FILE),
     ({"PODBW_CLEANUP_ON_EXIT": "on"}, "cleanup_on_exit", True),
+    ({"PODBW_COLLECTOR_UNLIMITED_PODS": "false"}, "collectors.unlimited_pods", False),
+    *[({f"PODBW_COLLECTOR_{e.name.upper()}": "false"}, f"collectors.{e.name}", False) for e in COLLECTORS],
+    *[({f"PODBW_COLLECTOR_{e.name.upper()}": "true"}, f"collectors.{e.name}", True) for e in COLLECTORS],
     ({"PODBW_RESYNC_INTERVAL": ""}, "discovery.resync_interval_s", 30.0),  # empty: not set
 ]
 
@@ -167,9 +171,8 @@ RUN_ENV_INVALID = [
     ("PODBW_MAX_INTERFACES_PER_POD", "-1"),
     ("PODBW_WEB_CONFIG_FILE", DIR),
     ("PODBW_WEB_LISTEN_ADDRESS", ":99999"),
-    ("PODBW_WEB_TLS_CERT_FILE", DIR),
-    ("PODBW_WEB_TLS_KEY_FILE", DIR),
-    ("PODBW_WEB_TLS_CLIENT_CA_FILE", DIR),
+    ("PODBW_COLLECTOR_UNLIMITED_PODS", "no way"),
+    *[(f"PODBW_COLLECTOR_{e.name.upper()}", "maybe") for e in COLLECTORS],
     ("PODBW_LOG_LEVEL", "verbose"),
     ("PODBW_LOG_FORMAT", "xml"),
     ("PODBW_ANNOTATIONS_FILE", DIR),
@@ -297,6 +300,7 @@ def test_defaults_are_the_settings_defaults() -> None:
     assert dataclasses.replace(settings.shaping, ifb_owner="") == expected.shaping
     assert settings.shaping.ifb_owner, "derived from the endpoint and netns directory"
     assert (settings.sampling, settings.web, settings.logging) == (expected.sampling, expected.web, expected.logging)
+    assert settings.collectors == expected.collectors and settings.collectors.enabled == DEFAULT_COLLECTORS
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import http.client
 import socket
 import threading
@@ -18,7 +19,7 @@ from agent.service.http import MetricsServer, MetricsServerError, parse_address
 from agent.service.http_negotiation import FORMATS, OPENMETRICS, TEXT, choose_format
 from agent.service.metrics_body import render_body
 from tests.unit.http_helpers import Checks, client_context, get, make_registry, wait_for
-from tests.unit.test_collector import SNAPSHOT_TWO_PODS, fixed_health
+from tests.unit.test_collector import GOLDEN_COLLECTORS, SNAPSHOT_TWO_PODS, fixed_health
 
 CONCURRENT_SCRAPES = 20
 
@@ -30,7 +31,7 @@ def test_metrics_text_format(start_server) -> None:
     assert headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "content-encoding" not in headers
     text = body.decode()
-    assert 'podbw_build_info{version="9.9.9"} 1.0' in text
+    assert re.search(r'^podbw_build_info\{[^}]*,version="9.9.9"\} 1.0$', text, re.MULTILINE)
     assert "# TYPE podbw_network_receive_bytes_total counter" in text
 
 
@@ -52,7 +53,7 @@ def test_metrics_gzip_when_accepted(start_server) -> None:
     assert status == 200
     assert headers["content-encoding"] == "gzip"
     assert int(headers["content-length"]) == len(body)
-    assert b'podbw_build_info{version="9.9.9"}' in gzip.decompress(body)
+    assert b',version="9.9.9"} 1.0' in gzip.decompress(body)
 
 
 def test_metrics_name_filter(start_server) -> None:
@@ -245,12 +246,11 @@ def test_mutual_tls_requires_a_client_certificate(start_server, pki: Path) -> No
 
 
 def test_unusable_tls_files_are_a_clear_error(tmp_path: Path, checks: Checks) -> None:
+    config = tmp_path / "web.yml"
+    config.write_text(f"tls_server_config:\n  cert_file: {tmp_path / 'missing.crt'}\n  key_file: {tmp_path / 'k'}\n")
     with pytest.raises(MetricsServerError, match="cannot load cert_file .*missing.crt.*No such file"):
         MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
-                      lambda: checks.ready, certfile=str(tmp_path / "missing.crt"))
-    with pytest.raises(MetricsServerError, match="without --web.tls-cert-file"):
-        MetricsServer("127.0.0.1:0", make_registry(), lambda: checks.healthy,
-                      lambda: checks.ready, client_cafile=str(tmp_path / "ca.crt"))
+                      lambda: checks.ready, web_config_file=str(config))
 
 
 def test_scrapes_of_one_snapshot_share_one_render() -> None:
@@ -290,7 +290,10 @@ def test_scrapes_of_one_snapshot_share_one_render() -> None:
 )
 def test_body_rendered_family_by_family_is_the_encoders_document(accept: str) -> None:
     registry = CollectorRegistry()
-    registry.register(PodbwCollector(lambda: SNAPSHOT_TWO_PODS, fixed_health, version="9.9.9"))
+    # Without process_* and with a frozen clock: every render of the registry is the same.
+    registry.register(PodbwCollector(
+        lambda: SNAPSHOT_TWO_PODS, fixed_health, version="9.9.9", collectors=GOLDEN_COLLECTORS, clock=lambda: 0.0
+    ))
     encoder = choose_format(accept).encoder
     whole = encoder(registry)
     assert whole.count(b"# HELP ") > 20

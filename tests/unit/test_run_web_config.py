@@ -46,19 +46,18 @@ def test_the_environment_variable_names_the_file_too(tmp_path: Path) -> None:
     )
 
 
-def test_the_file_and_the_deprecated_flags_exclude_each_other(tmp_path: Path) -> None:
-    config = tmp_path / "web.yml"
-    config.write_text("{}\n")
-    done = run_agent(["--web.config.file", str(config), "--web.tls-cert-file", str(tmp_path / "c")])
+@pytest.mark.parametrize("flag", ["--web.tls-cert-file", "--web.tls-key-file", "--web.tls-client-ca-file"])
+def test_the_removed_tls_flags_are_refused(tmp_path: Path, flag: str) -> None:
+    # Replaced by --web.config.file's tls_server_config (issue 15): a leftover flag must not be ignored.
+    (tmp_path / "c").write_text("x")
+    done = run_agent([flag, str(tmp_path / "c")])
     assert done.returncode == 2
-    assert done.stderr.strip() == "podbw run: web config: --web.config.file and the deprecated --web.tls-* flags exclude each other"
+    assert f"unrecognized arguments: {flag}" in done.stderr
 
 
-def test_deprecated_flags_say_so_in_their_help() -> None:
+def test_help_names_the_web_config_and_no_tls_flags() -> None:
     done = subprocess.run([sys.executable, "-m", "agent", "run", "--help"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=60)
     help_text = " ".join(done.stdout.split())
-    for flag in ("--web.tls-cert-file", "--web.tls-key-file", "--web.tls-client-ca-file"):
-        assert f"{flag} FILE" in help_text
-    assert help_text.count("DEPRECATED, use --web.config.file") == 3
-    assert "PODBW_WEB_CONFIG_FILE" in help_text
+    assert "--web.config.file FILE" in help_text and "PODBW_WEB_CONFIG_FILE" in help_text
+    assert "--web.tls" not in help_text and "DEPRECATED" not in help_text

@@ -13,7 +13,6 @@ from agent.service.web_config import (
     TlsServerConfig,
     WebConfig,
     WebConfigError,
-    legacy_web_config,
     parse_web_config,
     read_web_config,
     tls_context,
@@ -148,14 +147,6 @@ def test_read_names_the_file_in_every_error(tmp_path: Path) -> None:
     assert read_web_config(str(path)).tls == TlsServerConfig(str(tmp_path / "c"), str(tmp_path / "k"))
 
 
-def test_legacy_flags_stand_for_the_equivalent_config() -> None:
-    assert legacy_web_config(None, None, None) == WebConfig()
-    assert legacy_web_config("c", "k", None) == WebConfig(tls=TlsServerConfig("c", "k"))
-    assert legacy_web_config("c", "k", "ca") == WebConfig(
-        tls=TlsServerConfig("c", "k", "ca", "RequireAndVerifyClientCert")
-    )
-    with pytest.raises(WebConfigError, match="without --web.tls-cert-file"):
-        legacy_web_config(None, "k", None)
 
 
 # ---- TLS contexts --------------------------------------------------------------------------

@@ -95,11 +95,54 @@ release: {{ . | quote }}
 {{/* Where the TLS Secret is mounted in the agent container. */}}
 {{- define "podbw.tlsDir" -}}/etc/podbw/tls{{- end }}
 
+{{/* Where the web config Secret is mounted (a directory: Secret updates replace files, which the agent follows). */}}
+{{- define "podbw.webConfigDir" -}}/etc/podbw/web{{- end }}
+
+{{/* The web config the chart renders: web.config with web.tls's tls_server_config under it (the user's keys win). */}}
+{{- define "podbw.webConfig" -}}
+{{- $config := deepCopy .Values.web.config }}
+{{- if .Values.web.tls.enabled }}
+{{- $dir := include "podbw.tlsDir" . }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) }}
+{{- if .Values.web.tls.clientAuth }}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" $dir) }}
+{{- $_ := set $tls "client_auth_type" "RequireAndVerifyClientCert" }}
+{{- end }}
+{{- $_ := set $config "tls_server_config" (merge (deepCopy (default dict $config.tls_server_config)) $tls) }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* "true" when --web.config.file is passed: a rendered web config or an existing Secret. */}}
+{{- define "podbw.webConfigEnabled" -}}
+{{- if or .Values.web.existingSecret.name .Values.web.config .Values.web.tls.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Name and key of the Secret holding the web config. */}}
+{{- define "podbw.webConfigSecret" -}}
+{{- default (printf "%s-web-config" (include "podbw.fullname" .)) .Values.web.existingSecret.name }}
+{{- end }}
+{{- define "podbw.webConfigKey" -}}
+{{- if .Values.web.existingSecret.name }}{{ .Values.web.existingSecret.key }}{{ else }}web-config.yml{{ end }}
+{{- end }}
+
 {{/* Where the annotation overrides ConfigMap is mounted (a directory: ConfigMap updates replace files, which the agent watches for). */}}
 {{- define "podbw.overridesDir" -}}/etc/podbw/annotations{{- end }}
 
 {{- define "podbw.scheme" -}}
-{{- if .Values.web.tls.enabled }}https{{ else }}http{{ end }}
+{{- if .Values.web.existingSecret.name }}
+{{- if .Values.web.existingSecret.https }}https{{ else }}http{{ end }}
+{{- else if or .Values.web.tls.enabled .Values.web.config.tls_server_config }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+"true" when the kubelet can probe /healthz and /readyz over HTTP: it has neither a client
+certificate nor a password, and it cannot see what an existing Secret holds.
+*/}}
+{{- define "podbw.httpProbes" -}}
+{{- $config := include "podbw.webConfig" . | fromYaml }}
+{{- $clientAuth := (default dict $config.tls_server_config).client_auth_type | default "NoClientCert" }}
+{{- if not (or .Values.web.existingSecret.name $config.basic_auth_users (has $clientAuth (list "RequireAnyClientCert" "RequireAndVerifyClientCert"))) }}true{{ end }}
 {{- end }}
 
 {{/* `podbw run` flags in the order of `podbw run --help`, then agent.extraArgs (a repeated flag wins). */}}
@@ -118,12 +161,8 @@ release: {{ . | quote }}
 {{- $args = append $args (printf "--annotations-file=%s/annotations.yaml" (include "podbw.overridesDir" .)) }}
 {{- end }}
 {{- $args = append $args (printf "--web.listen-address=:%v" .Values.web.port) }}
-{{- if .Values.web.tls.enabled }}
-{{- $args = append $args (printf "--web.tls-cert-file=%s/tls.crt" (include "podbw.tlsDir" .)) }}
-{{- $args = append $args (printf "--web.tls-key-file=%s/tls.key" (include "podbw.tlsDir" .)) }}
-{{- if .Values.web.tls.clientAuth }}
-{{- $args = append $args (printf "--web.tls-client-ca-file=%s/ca.crt" (include "podbw.tlsDir" .)) }}
-{{- end }}
+{{- if include "podbw.webConfigEnabled" . }}
+{{- $args = append $args (printf "--web.config.file=%s/%s" (include "podbw.webConfigDir" .) (include "podbw.webConfigKey" .)) }}
 {{- end }}
 {{- $args = append $args (printf "--sample-interval=%v" $agent.sampleIntervalSeconds) }}
 {{- $args = append $args (printf "--peak-window=%v" $agent.peakWindowSeconds) }}
@@ -134,14 +173,14 @@ release: {{ . | quote }}
 {{- end }}
 
 {{/*
-A probe of the agent's HTTP endpoint. With client certificates required, the kubelet (which
-has none) can only check that the port accepts connections.
+A probe of the agent's HTTP endpoint. With client certificates or basic auth required, the
+kubelet (which has neither) can only check that the port accepts connections.
 */}}
 {{- define "podbw.probe" -}}
 {{- $root := index . 0 -}}
 {{- $path := index . 1 -}}
 {{- $settings := index . 2 -}}
-{{- if and $root.Values.web.tls.enabled $root.Values.web.tls.clientAuth -}}
+{{- if not (include "podbw.httpProbes" $root) -}}
 tcpSocket:
   port: metrics
 {{- else -}}
@@ -181,9 +220,13 @@ select job="podbw" (unless jobLabel names the label that sets the job) and a `no
   scrapeTimeout: {{ . }}
   {{- end }}
   honorLabels: {{ $monitor.honorLabels }}
-  {{- if and $root.Values.web.tls.enabled $monitor.tlsConfig }}
+  {{- if and (eq (include "podbw.scheme" $root) "https") $monitor.tlsConfig }}
   tlsConfig:
     {{- toYaml $monitor.tlsConfig | nindent 4 }}
+  {{- end }}
+  {{- with $monitor.basicAuth }}
+  basicAuth:
+    {{- toYaml . | nindent 4 }}
   {{- end }}
   relabelings:
     {{- include "podbw.relabelings" $monitor | nindent 4 }}
@@ -200,5 +243,8 @@ select job="podbw" (unless jobLabel names the label that sets the job) and a `no
 {{- end }}
 {{- if .Values.web.tls.enabled }}
 {{- $_ := required "web.tls.secretName is required when web.tls.enabled is true" .Values.web.tls.secretName }}
+{{- end }}
+{{- if and .Values.web.existingSecret.name (or .Values.web.config .Values.web.tls.enabled) }}
+{{- fail "web.existingSecret.name replaces web.config and web.tls: set one or the other" }}
 {{- end }}
 {{- end }}
