@@ -1,0 +1,104 @@
+"""Keeps the API stand-in's pods and namespaces in step with the lab's state file, which the lab
+rewrites atomically on every add and delete (the same file the CRI stand-in serves).
+
+A pod appears (ADDED) when the lab adds it and disappears (DELETED) when the lab deletes it; the
+same namespace/name with a new UID is a new pod. Annotations and labels changed through the API
+are kept across syncs: the lab's values are those at creation, as CRI reports them. Namespaces
+are created (ADDED, before their first pod) as pods need them, and never removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from agent.lab.kube_objects import INITIAL_NAMESPACES, build_namespace, build_pod, host_ip, without_api_owned
+from agent.lab.kube_store import KubeStore
+from agent.lab.state import LabPod, LabState
+
+log = logging.getLogger(__name__)
+
+STATE_POLL_INTERVAL_S = 0.05
+_NEVER = object()
+
+
+def sync_pods(store: KubeStore, pods: list[LabPod], node_name: str, node_ip: str, runtime: str, now_s: float) -> None:
+    """Make the store's pods (and namespaces) those of the lab, as one step."""
+    desired = {(p.namespace, p.name): build_pod(p, node_name, node_ip, runtime) for p in pods}
+    with store.locked():
+        for namespace in sorted({ns for ns, _ in desired} | set(INITIAL_NAMESPACES)):
+            if store.get("namespaces", "", namespace) is None:
+                store.create("namespaces", build_namespace(namespace, now_s))
+        current, _ = store.list("pods")
+        for have in current:
+            meta = have["metadata"]
+            want = desired.get((meta["namespace"], meta["name"]))
+            if want is None or want["metadata"]["uid"] != meta.get("uid"):
+                store.delete("pods", meta["namespace"], meta["name"])
+        for (namespace, name), want in desired.items():
+            existing = store.get("pods", namespace, name)
+            if existing is None:
+                store.create("pods", want)
+            elif without_api_owned(existing) != without_api_owned(want):
+                store.update("pods", _keep_api_owned(want, existing))
+
+
+def _keep_api_owned(want: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in want["metadata"].items() if k not in ("labels", "annotations")}
+    for field in ("labels", "annotations"):
+        if field in existing["metadata"]:
+            metadata[field] = existing["metadata"][field]
+    return {**want, "metadata": metadata}
+
+
+class LabStateFollower:
+    """Polls the lab's state file and syncs the store whenever the file was replaced."""
+
+    def __init__(self, store: KubeStore, state_path: str, node_name: str) -> None:
+        self.store = store
+        self.state_path = state_path
+        self.node_name = node_name
+        self._seen: object = _NEVER
+        self._last_error = ""
+
+    def sync_once(self) -> None:
+        try:
+            st = os.stat(self.state_path)
+            identity: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            identity = None
+        if identity == self._seen:
+            return
+        try:
+            state = self._read()
+        except ValueError as e:
+            if str(e) != self._last_error:
+                log.warning("%s; keeping the pods seen before", e)
+                self._last_error = str(e)
+            return
+        self._last_error = ""
+        self._seen = identity
+        if state is None:
+            sync_pods(self.store, [], self.node_name, "127.0.0.1", "crio", time.time())
+        else:
+            sync_pods(self.store, state.pods, self.node_name, host_ip(state.subnet), state.runtime, time.time())
+
+    def _read(self) -> LabState | None:
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                return LabState.from_dict(json.load(f))
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # any malformed content: keep serving what we had
+            raise ValueError(f"lab state {self.state_path} is unreadable: {e!r}") from None
+
+    def run(self, stop: threading.Event, interval_s: float = STATE_POLL_INTERVAL_S) -> None:
+        while not stop.wait(interval_s):
+            try:
+                self.sync_once()
+            except Exception:  # never let the follower die: the next poll retries
+                log.exception("syncing the lab state failed")
