@@ -20,9 +20,11 @@ from agent.lab import process
 from agent.lab.config import LabConfig
 from agent.lab.errors import LabError
 from agent.lab.kube_pki import ensure_pki, write_kubeconfig
+from agent.lab.kube_sync import read_synced
 
 KUBE_SERVER_MODULE = "agent.lab.kube_server"
 START_TIMEOUT_S = 10.0
+SYNC_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,26 @@ def _port_file(config: LabConfig) -> str:
 
 def _ready_file(config: LabConfig) -> str:
     return os.path.join(config.kube_dir, "ready")
+
+
+def wait_synced(config: LabConfig, timeout_s: float = SYNC_WAIT_S) -> bool:
+    """Wait until a running server has applied the current state file (a pod the lab just added
+    or deleted is then in the API); False when it did not within timeout_s or does not run."""
+    try:
+        st = os.stat(config.state_file)
+    except FileNotFoundError:
+        return False
+    synced_path = os.path.join(config.kube_dir, "synced")
+    deadline = time.monotonic() + timeout_s
+    while running_pid(config) is not None:
+        synced = read_synced(synced_path)
+        # inode: this very file; a later mtime: a newer file, written after ours, was applied
+        if synced is not None and (synced[0] == st.st_ino or synced[1] > st.st_mtime_ns):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return False
 
 
 def running_pid(config: LabConfig) -> int | None:

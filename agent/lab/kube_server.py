@@ -44,6 +44,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_CONNECTION_TIMEOUT_S = 120.0
 STORE_SAVE_INTERVAL_S = 0.2
 STORE_FILE = "store.json"
+SYNCED_FILE = "synced"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     store_path = os.path.join(args.dir, STORE_FILE)
     try:
         store = load_store(store_path)
-        follower = LabStateFollower(store, args.state, args.node_name)
+        follower = LabStateFollower(store, args.state, args.node_name, os.path.join(args.dir, SYNCED_FILE))
         follower.sync_once()  # the first list already holds the lab's pods
         api = KubeApi(store, pki.token(), args.bookmark_interval_s, args.min_request_timeout_s)
         server = bind(api, pki, args.port)

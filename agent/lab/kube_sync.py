@@ -55,13 +55,31 @@ def _keep_api_owned(want: dict[str, Any], existing: dict[str, Any]) -> dict[str,
     return {**want, "metadata": metadata}
 
 
+def write_synced(path: str, inode: int, mtime_ns: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(f"{inode} {mtime_ns}\n")
+    os.replace(tmp, path)
+
+
+def read_synced(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            inode, mtime_ns = f.read().split()
+        return int(inode), int(mtime_ns)
+    except (OSError, ValueError):
+        return None
+
+
 class LabStateFollower:
     """Polls the lab's state file and syncs the store whenever the file was replaced."""
 
-    def __init__(self, store: KubeStore, state_path: str, node_name: str) -> None:
+    def __init__(self, store: KubeStore, state_path: str, node_name: str, synced_path: str | None = None) -> None:
         self.store = store
         self.state_path = state_path
         self.node_name = node_name
+        self.synced_path = synced_path
+        """Gets "<inode> <mtime_ns>" of each state file applied, so the lab can wait for it."""
         self._seen: object = _NEVER
         self._last_error = ""
 
@@ -86,6 +104,8 @@ class LabStateFollower:
             sync_pods(self.store, [], self.node_name, "127.0.0.1", "crio", time.time())
         else:
             sync_pods(self.store, state.pods, self.node_name, host_ip(state.subnet), state.runtime, time.time())
+        if self.synced_path and identity is not None:
+            write_synced(self.synced_path, identity[0], identity[1])
 
     def _read(self) -> LabState | None:
         try:

@@ -101,6 +101,7 @@ class LabNode:
             state.pods.append(pod)
             write_state(self.config, state)
             remove_pending(self.config, pod.sandbox_id)
+        kube_process.wait_synced(self.config)  # the pod is in the API stand-in too when add returns
         log.debug("lab %s: added %s (%s) ip=%s veth=%s", self.config.name, pod.key, pod.sandbox_id[:12], pod.ip, pod.host_veth)
         return pod
 
@@ -113,6 +114,7 @@ class LabNode:
             self._destroy_pod(pod, state.cni_bandwidth)
             state.pods = [p for p in state.pods if p.sandbox_id != pod.sandbox_id]
             write_state(self.config, state)
+        kube_process.wait_synced(self.config)
         log.debug("lab %s: deleted %s", self.config.name, pod.key)
         return pod
 
