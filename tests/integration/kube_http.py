@@ -107,5 +107,5 @@ class WatchReader:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes the reader thread; close() alone would not
-        self.conn.close()
         self._thread.join(timeout=5)
+        self.conn.close()  # after the reader ended: http.client's cleanup is not thread-safe
