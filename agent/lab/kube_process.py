@@ -61,7 +61,7 @@ def wait_synced(config: LabConfig, timeout_s: float = SYNC_WAIT_S) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.005)
+        time.sleep(0.001)
     return False
 
 

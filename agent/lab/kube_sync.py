@@ -1,5 +1,6 @@
 """Keeps the API stand-in's pods and namespaces in step with the lab's state file, which the lab
-rewrites atomically on every add and delete (the same file the CRI stand-in serves).
+rewrites atomically on every add and delete (the same file the CRI stand-in serves); inotify
+on its directory wakes the follower at once, at no cost while nothing changes.
 
 A pod appears (ADDED) when the lab adds it and disappears (DELETED) when the lab deletes it; the
 same namespace/name with a new UID is a new pod. Annotations and labels changed through the API
@@ -16,13 +17,16 @@ import threading
 import time
 from typing import Any
 
+from agent.discovery.inotify import IN_CLOSE_WRITE, IN_DELETE, IN_MOVED_TO, Inotify
 from agent.lab.kube_objects import INITIAL_NAMESPACES, build_namespace, build_pod, host_ip, without_api_owned
 from agent.lab.kube_store import KubeStore
 from agent.lab.state import LabPod, LabState
 
 log = logging.getLogger(__name__)
 
-STATE_POLL_INTERVAL_S = 0.05
+FALLBACK_POLL_INTERVAL_S = 1.0
+"""inotify wakes the follower on each new state file; this only catches a missed event."""
+NO_INOTIFY_POLL_INTERVAL_S = 0.05
 _NEVER = object()
 
 
@@ -116,9 +120,25 @@ class LabStateFollower:
         except Exception as e:  # any malformed content: keep serving what we had
             raise ValueError(f"lab state {self.state_path} is unreadable: {e!r}") from None
 
-    def run(self, stop: threading.Event, interval_s: float = STATE_POLL_INTERVAL_S) -> None:
-        while not stop.wait(interval_s):
-            try:
-                self.sync_once()
-            except Exception:  # never let the follower die: the next poll retries
-                log.exception("syncing the lab state failed")
+    def run(self, stop: threading.Event) -> None:
+        """Sync whenever the lab renames a new state file into place, until stop."""
+        notify: Inotify | None = Inotify()
+        try:
+            notify.add_watch(os.path.dirname(os.path.abspath(self.state_path)), IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE)
+        except OSError as e:
+            log.warning("cannot watch %s (%s); polling it every %g s", self.state_path, e, NO_INOTIFY_POLL_INTERVAL_S)
+            notify.close()
+            notify = None
+        try:
+            while not stop.is_set():
+                if notify is None:
+                    stop.wait(NO_INOTIFY_POLL_INTERVAL_S)
+                else:
+                    notify.read(FALLBACK_POLL_INTERVAL_S)
+                try:
+                    self.sync_once()
+                except Exception:  # never let the follower die: the next wake-up retries
+                    log.exception("syncing the lab state failed")
+        finally:
+            if notify is not None:
+                notify.close()

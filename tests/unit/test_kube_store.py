@@ -4,13 +4,14 @@ sync of pods and namespaces with the lab's state."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from agent.lab.kube_status import ApiError
 from agent.lab.kube_store import KubeStore
-from agent.lab.kube_sync import sync_pods
-from agent.lab.state import LabPod
+from agent.lab.kube_sync import LabStateFollower, read_synced, sync_pods
+from agent.lab.state import LabPod, LabState
 
 T0 = 1_767_225_600
 
@@ -157,3 +158,33 @@ def test_same_name_with_a_new_uid_is_a_new_pod() -> None:
     sync_pods(store, [lab_pod("web", uid="u2")], "node-a", "10.85.0.1", "crio", T0)
     changes, _ = store.changes_since(rv)
     assert [(c.type, c.obj["metadata"]["uid"]) for c in changes] == [("DELETED", "u1"), ("ADDED", "u2")]
+
+
+def _write_state(path, pods: list[LabPod]) -> None:
+    state = LabState(name="t", bridge="b", subnet="10.90.0.0/16", socket="/s", netns_dir="/n", runtime="containerd", pods=pods)
+    tmp = f"{path}.new"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state.to_dict(), f)
+    os.replace(tmp, path)  # as the lab writes it: a new inode each time
+
+
+def test_follower_applies_each_new_state_file_once_and_records_it(tmp_path) -> None:
+    state_path, synced_path = tmp_path / "state.json", tmp_path / "synced"
+    store = KubeStore()
+    follower = LabStateFollower(store, str(state_path), "node-a", str(synced_path))
+    follower.sync_once()
+    assert store.list("pods")[0] == [] and read_synced(str(synced_path)) is None, "no lab yet: no pods"
+    _write_state(state_path, [lab_pod("web")])
+    follower.sync_once()
+    web = store.get("pods", "shop", "web")
+    assert web["status"]["hostIP"] == "10.90.0.1" and web["status"]["containerStatuses"][0]["containerID"].startswith("containerd://")
+    assert read_synced(str(synced_path))[0] == state_path.stat().st_ino
+    rv = store.rv
+    follower.sync_once()
+    assert store.rv == rv
+    state_path.write_text("{ not json")
+    follower.sync_once()
+    assert store.get("pods", "shop", "web") is not None, "an unreadable state keeps what was served"
+    _write_state(state_path, [])
+    follower.sync_once()
+    assert store.get("pods", "shop", "web") is None
