@@ -300,8 +300,11 @@ class KubeApi:
                 raise unauthorized()
             return self._route(req)
         except ApiError as e:
+            self.count(f"error {e.code}")
+            log.debug("%s %s: %s", req.method, req.path, e)
             return error_response(e)
         except Exception as e:  # a bug must answer 500, never end the server
+            self.count("error 500")
             log.exception("%s %s failed", req.method, req.path)
             return error_response(internal_error(repr(e)))
 

@@ -26,6 +26,7 @@ import ssl
 import sys
 import threading
 import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +51,7 @@ SYNCED_FILE = "synced"
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # no HTTP/0.9: a malformed request line still gets a status line
     timeout = IDLE_CONNECTION_TIMEOUT_S
     server: KubeHttpServer
     server_version = "podbw-lab-kube-apiserver"
@@ -66,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ApiError as e:
+            self.server.api.count(f"error {e.code}")
             self.close_connection = True
             self._send(error_response(e))
             return
@@ -107,6 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise request_too_large(MAX_BODY_BYTES)
             body += self.rfile.read(size)
             self.rfile.readline(16)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (malformed request line or headers) as Status objects too."""
+        self.close_connection = True
+        self.server.api.count(f"error {code}")
+        phrase = HTTPStatus(code).phrase
+        self._send(error_response(ApiError(code, phrase.replace(" ", "").replace("-", ""), message or phrase)))
+        log.debug("%s: %d %s", self.address_string(), code, message or phrase)
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -259,3 +260,42 @@ def test_kubectl_commands_need_no_openapi_and_log_each_request(lab: LabNode, tmp
     assert "/openapi/" not in log, "kubectl asked for OpenAPI: the stand-in does not serve it"
     assert "PATCH /api/v1/namespaces/shop/pods/web" in log, "requests are logged at debug level"
     assert json.loads(Path(lab.config.kube_dir, "store.json").read_text())["resourceVersion"] > 0
+
+
+def test_malformed_connections_never_break_the_server(lab: LabNode) -> None:
+    api = KubeHttp(lab.kubeconfig)
+    with socket.create_connection((api.host, api.port), timeout=5) as plain:  # HTTP to the TLS port
+        plain.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            reply = plain.recv(100)
+        except ConnectionResetError:
+            reply = b""
+        assert not reply.startswith(b"HTTP/")
+
+    def raw(request: bytes) -> bytes:
+        """The whole response to request, sent with Connection: close over verified TLS."""
+        with socket.create_connection((api.host, api.port), timeout=5) as sock:
+            with api.context.wrap_socket(sock, server_hostname=api.host) as tls:
+                tls.sendall(request)
+                data = b""
+                while chunk := tls.recv(4096):
+                    data += chunk
+                return data
+
+    head = f"Host: x\r\nConnection: close\r\nAuthorization: Bearer {api.token}\r\n".encode()
+    nonsense = raw(b"NONSENSE\r\n\r\n")
+    assert nonsense.startswith(b"HTTP/1.1 400") and b'"kind":"Status"' in nonsense
+    bad_length = raw(b"POST /api/v1/namespaces/shop/events HTTP/1.1\r\n" + head + b"Content-Length: many\r\n\r\n")
+    assert bad_length.startswith(b"HTTP/1.1 400") and b'"reason":"BadRequest"' in bad_length
+    huge = raw(b"POST /api/v1/namespaces/shop/events HTTP/1.1\r\n" + head + b"Content-Length: 999999999\r\n\r\n")
+    assert huge.startswith(b"HTTP/1.1 413") and b'"reason":"RequestEntityTooLarge"' in huge
+    body = json.dumps({"metadata": {"annotations": {"chunked": "yes"}}}).encode()
+    chunked = raw(b"PATCH /api/v1/namespaces/shop/pods/web HTTP/1.1\r\n" + head
+                  + b"Content-Type: application/merge-patch+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 200"), chunked[:200]
+    with socket.create_connection((api.host, api.port), timeout=5) as sock:  # hang up mid-handshake
+        sock.sendall(b"\x16\x03\x01\x00")
+    status, counts = api.request("GET", "/podbw-lab/requests")
+    assert status == 200 and counts["error 400"] == 2 and counts["error 413"] == 1
+    assert api.get("/api/v1/namespaces/shop/pods/web")["metadata"]["annotations"]["chunked"] == "yes"

@@ -344,8 +344,9 @@ def test_admin_paths_and_request_counters(api: KubeApi) -> None:
     assert api.store.close_generation == generation + 1
     call(api, "GET", "/api/v1/pods")
     call(api, "GET", "/api/v1/namespaces/shop/pods/web")
+    call(api, "GET", "/api/v1/namespaces/shop/pods/nope")
     counts = ok(call(api, "GET", "/podbw-lab/requests"))
-    assert counts["list pods"] == 1 and counts["get pods"] == 1
+    assert counts["list pods"] == 1 and counts["get pods"] == 2 and counts["error 404"] == 1
 
 
 def test_a_bug_answers_500_and_the_api_goes_on(api: KubeApi, monkeypatch: pytest.MonkeyPatch) -> None:
