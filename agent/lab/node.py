@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from agent.lab import cri_process, kube_process, links, netns
+from agent.lab import cri_process, kube_admin, kube_process, links, netns
 from agent.lab.bandwidth import runtime_bandwidth
 from agent.lab.cni import CniInvocation, CniRunner, ifb_name
 from agent.lab.config import DEFAULT_NAME, LabConfig, is_within
@@ -197,6 +197,19 @@ class LabNode:
 
     def api_server_url(self) -> str | None:
         return kube_process.server_url(self.config)
+
+    def compact_api_history(self) -> int:
+        """Make every resourceVersion handed out so far too old (a watch from one gets 410), as
+        an etcd compaction does; returns the new resourceVersion, the only one still valid."""
+        return int(kube_admin.admin_call(self.config, "POST", "/podbw-lab/compact")["resourceVersion"])
+
+    def close_api_watches(self) -> None:
+        """End every open watch stream (clients then resume from their last resourceVersion)."""
+        kube_admin.admin_call(self.config, "POST", "/podbw-lab/close-watches")
+
+    def api_request_counts(self) -> dict[str, int]:
+        """Requests served since the server started, e.g. {"list pods": 1, "watch pods": 3, "error 410": 1}."""
+        return dict(kube_admin.admin_call(self.config, "GET", "/podbw-lab/requests"))
 
     # ---- running things in pods -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from agent.lab.errors import LabError
 from agent.lab.kube_process import ApiServerSettings
 from agent.lab.node import LabNode
 from agent.lab.spec import PodSpec
@@ -170,8 +171,7 @@ def test_list_watch_bookmarks_and_410_over_raw_https(lab: LabNode, tmp_path: Pat
     assert int(bookmark["object"]["metadata"]["resourceVersion"]) >= int(deleted["object"]["metadata"]["resourceVersion"])
 
     # compaction: every RV handed out so far is too old, for a new watch; the open one goes on
-    status, compacted = api.request("POST", "/podbw-lab/compact")
-    assert status == 200
+    compacted_rv = lab.compact_api_history()
     stale = api.watch(f"/api/v1/pods?watch=1&resourceVersion={list_rv}")
     watches.append(stale)
     error = stale.next_event()
@@ -180,7 +180,7 @@ def test_list_watch_bookmarks_and_410_over_raw_https(lab: LabNode, tmp_path: Pat
     assert error["object"]["message"].startswith(f"too old resource version: {list_rv} (")
     assert stale.next_event() is None, "the stream ends after the error"
     relisted = api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")
-    assert int(relisted["metadata"]["resourceVersion"]) >= int(compacted["resourceVersion"])
+    assert int(relisted["metadata"]["resourceVersion"]) >= compacted_rv
     fresh = api.watch(f"/api/v1/pods?watch=1&resourceVersion={relisted['metadata']['resourceVersion']}&timeoutSeconds=30")
     watches.append(fresh)
     k("-n", "shop", "annotate", "pod", "api", f"{EGRESS}=6M", "--overwrite")
@@ -188,8 +188,10 @@ def test_list_watch_bookmarks_and_410_over_raw_https(lab: LabNode, tmp_path: Pat
     assert watch.wait_for(lambda e: e["type"] == "MODIFIED")[0]["object"]["metadata"]["annotations"] == {EGRESS: "6M"}
 
     # the failure-injection close ends open streams cleanly
-    api.request("POST", "/podbw-lab/close-watches")
+    lab.close_api_watches()
     assert _ends(watch) and _ends(fresh)
+    counts = lab.api_request_counts()
+    assert counts["list pods"] == 3 and counts["watch pods"] == 3 and counts["patch pods"] == 2
 
 
 def _ends(watch: WatchReader, timeout_s: float = 5.0) -> bool:
@@ -229,6 +231,8 @@ def test_restart_keeps_port_credentials_and_annotations_but_not_old_rvs(lab: Lab
 
     lab.stop_api_server()
     assert lab.api_server_pid() is None
+    with pytest.raises(LabError, match="is not running"):
+        lab.compact_api_history()
     assert k.run("get", "pods", "-A", "--request-timeout=3s").returncode != 0
     lab.start_api_server()
     assert sorted(r["NAME"] for r in _table(k("get", "pods", "-A"))) == ["agent", "web"]
@@ -254,8 +258,8 @@ def test_kubectl_commands_need_no_openapi_and_log_each_request(lab: LabNode, tmp
     k("-n", "shop", "annotate", "pod", "web", "a=b")
     k("-n", "shop", "describe", "pod", "web")
     k("get", "pods", "-A", "-o", "wide")
-    status, counts = KubeHttp(lab.kubeconfig).request("GET", "/podbw-lab/requests")
-    assert status == 200 and counts["patch pods"] == 1 and counts["list events"] == 1
+    counts = lab.api_request_counts()
+    assert counts["patch pods"] == 1 and counts["list events"] == 1
     log = Path(lab.config.kube_log_file).read_text()
     assert "/openapi/" not in log, "kubectl asked for OpenAPI: the stand-in does not serve it"
     assert "PATCH /api/v1/namespaces/shop/pods/web" in log, "requests are logged at debug level"
