@@ -31,7 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from agent.lab.kube_api import KubeApi, Request, Response, WatchResponse, error_response
+from agent.lab.kube_api import KubeApi
+from agent.lab.kube_request import Request, Response, WatchResponse, error_response
 from agent.lab.kube_pki import KubePki
 from agent.lab.kube_status import ApiError, bad_request, request_too_large
 from agent.lab.kube_store import KubeStore

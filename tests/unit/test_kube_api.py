@@ -9,7 +9,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from agent.lab.kube_api import KubeApi, Request, Response, WatchResponse, negotiate
+from agent.lab.kube_api import KubeApi
+from agent.lab.kube_request import Request, Response, WatchResponse, negotiate
 from agent.lab.kube_discovery import AGGREGATED_V2
 from agent.lab.kube_status import ApiError
 from agent.lab.kube_store import KubeStore
