@@ -7,7 +7,7 @@ clients. Request handling is in kube_api.py; this is the HTTP/TLS plumbing and t
         [--log-level info]
 
 KUBE_DIR holds the CA, server certificate and key, token (kube_pki.py) and the store
-(store.json), saved within a fraction of a second of each change and on exit. Once listening,
+(store.json), saved within a second of each change and at once on SIGTERM. Once listening,
 the server writes its port to the ready file. A connection's TLS handshake runs in that
 connection's thread, so a slow client never holds up the others.
 """
@@ -45,7 +45,8 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 """The apiserver's default limit on a request body."""
 HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_CONNECTION_TIMEOUT_S = 120.0
-STORE_SAVE_INTERVAL_S = 0.2
+STORE_SAVE_INTERVAL_S = 1.0
+"""A SIGKILLed server loses at most this much of its API-side changes (SIGTERM saves at once)."""
 STORE_FILE = "store.json"
 SYNCED_FILE = "synced"
 

@@ -30,25 +30,43 @@ NO_INOTIFY_POLL_INTERVAL_S = 0.05
 _NEVER = object()
 
 
-def sync_pods(store: KubeStore, pods: list[LabPod], node_name: str, node_ip: str, runtime: str, now_s: float) -> None:
-    """Make the store's pods (and namespaces) those of the lab, as one step."""
-    desired = {(p.namespace, p.name): build_pod(p, node_name, node_ip, runtime) for p in pods}
+def sync_pods(
+    store: KubeStore,
+    pods: list[LabPod],
+    node_name: str,
+    node_ip: str,
+    runtime: str,
+    now_s: float,
+    applied: dict[str, tuple[LabPod, str, str, str]] | None = None,
+) -> None:
+    """Make the store's pods (and namespaces) those of the lab, as one step. applied, kept by
+    the caller between calls, remembers each lab record already in the store: an unchanged pod
+    then costs one record comparison instead of building and comparing its object."""
+    applied = {} if applied is None else applied
+    wanted = {(p.namespace, p.name): p for p in pods}
     with store.locked():
-        for namespace in sorted({ns for ns, _ in desired} | set(INITIAL_NAMESPACES)):
+        for namespace in sorted({ns for ns, _ in wanted} | set(INITIAL_NAMESPACES)):
             if store.get("namespaces", "", namespace) is None:
                 store.create("namespaces", build_namespace(namespace, now_s))
         current, _ = store.list("pods")
         for have in current:
             meta = have["metadata"]
-            want = desired.get((meta["namespace"], meta["name"]))
-            if want is None or want["metadata"]["uid"] != meta.get("uid"):
+            pod = wanted.get((meta["namespace"], meta["name"]))
+            if pod is None or pod.uid != meta.get("uid"):
                 store.delete("pods", meta["namespace"], meta["name"])
-        for (namespace, name), want in desired.items():
+        for (namespace, name), pod in wanted.items():
+            stamp = (pod, node_name, node_ip, runtime)
             existing = store.get("pods", namespace, name)
+            if existing is not None and applied.get(pod.uid) == stamp:
+                continue
+            want = build_pod(pod, node_name, node_ip, runtime)
             if existing is None:
                 store.create("pods", want)
             elif without_api_owned(existing) != without_api_owned(want):
                 store.update("pods", _keep_api_owned(want, existing))
+            applied[pod.uid] = stamp
+    for uid in set(applied) - {p.uid for p in pods}:
+        del applied[uid]
 
 
 def _keep_api_owned(want: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +103,7 @@ class LabStateFollower:
         self.synced_path = synced_path
         """Gets "<inode> <mtime_ns>" of each state file applied, so the lab can wait for it."""
         self._seen: object = _NEVER
+        self._applied: dict[str, tuple[LabPod, str, str, str]] = {}
         self._last_error = ""
 
     def sync_once(self) -> None:
@@ -105,9 +124,9 @@ class LabStateFollower:
         self._last_error = ""
         self._seen = identity
         if state is None:
-            sync_pods(self.store, [], self.node_name, "127.0.0.1", "crio", time.time())
+            sync_pods(self.store, [], self.node_name, "127.0.0.1", "crio", time.time(), self._applied)
         else:
-            sync_pods(self.store, state.pods, self.node_name, host_ip(state.subnet), state.runtime, time.time())
+            sync_pods(self.store, state.pods, self.node_name, host_ip(state.subnet), state.runtime, time.time(), self._applied)
         if self.synced_path and identity is not None:
             write_synced(self.synced_path, identity[0], identity[1])
 

@@ -19,6 +19,7 @@ from agent.lab.errors import LabError
 from agent.lab.kube_process import ApiServerSettings
 from agent.lab.node import LabNode
 from agent.lab.spec import PodSpec
+from tests.integration.helpers import wait_for
 from tests.integration.kube_http import KubeHttp, WatchReader
 from tests.tools import kubectl
 
@@ -263,7 +264,16 @@ def test_kubectl_commands_need_no_openapi_and_log_each_request(lab: LabNode, tmp
     log = Path(lab.config.kube_log_file).read_text()
     assert "/openapi/" not in log, "kubectl asked for OpenAPI: the stand-in does not serve it"
     assert "PATCH /api/v1/namespaces/shop/pods/web" in log, "requests are logged at debug level"
-    assert json.loads(Path(lab.config.kube_dir, "store.json").read_text())["resourceVersion"] > 0
+    store_file = Path(lab.config.kube_dir, "store.json")
+
+    def saved_annotation() -> str | None:
+        if not store_file.exists():
+            return None
+        objects = json.loads(store_file.read_text())["objects"]
+        web = next(o["object"] for o in objects if o["resource"] == "pods" and o["object"]["metadata"]["name"] == "web")
+        return web["metadata"].get("annotations", {}).get("a")
+
+    wait_for(saved_annotation, timeout_s=3, what="the annotation saved in store.json")  # within a second
 
 
 def test_malformed_connections_never_break_the_server(lab: LabNode) -> None:
