@@ -188,3 +188,21 @@ def test_follower_applies_each_new_state_file_once_and_records_it(tmp_path) -> N
     _write_state(state_path, [])
     follower.sync_once()
     assert store.get("pods", "shop", "web") is None
+
+
+def test_sync_with_memory_rebuilds_only_changed_records() -> None:
+    store, applied = KubeStore(), {}
+    sync_pods(store, [lab_pod("web"), lab_pod("api")], "node-a", "10.85.0.1", "crio", T0, applied)
+    assert set(applied) == {"uid-web", "uid-api"}
+    rv = store.rv
+    sync_pods(store, [lab_pod("web"), lab_pod("api")], "node-a", "10.85.0.1", "crio", T0, applied)
+    assert store.rv == rv
+    moved = lab_pod("api")
+    moved.ip = "10.85.0.33"
+    sync_pods(store, [lab_pod("web"), moved], "node-a", "10.85.0.1", "crio", T0, applied)
+    assert store.get("pods", "shop", "api")["status"]["podIP"] == "10.85.0.33"
+    sync_pods(store, [lab_pod("web")], "node-a", "10.85.0.1", "crio", T0, applied)
+    assert set(applied) == {"uid-web"} and store.get("pods", "shop", "api") is None
+    store.delete("pods", "shop", "web")  # gone from the store by other means: the record is applied again
+    sync_pods(store, [lab_pod("web")], "node-a", "10.85.0.1", "crio", T0, applied)
+    assert store.get("pods", "shop", "web") is not None
