@@ -22,11 +22,12 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     lab = subparsers.add_parser(
         "lab", help="CRI-O- or containerd-like node simulator (pods, CNI, CRI socket)",
         description="A CRI-O- or containerd-like node on this machine: pinned pod namespaces wired "
-        "by the real CNI bridge plugin, and a CRI server on a unix socket. Needs root.",
+        "by the real CNI bridge plugin, a CRI server on a unix socket and a Kubernetes API stand-in "
+        "(HTTPS on 127.0.0.1, kubeconfig in the lab's state dir). Needs root.",
     )
     sub = lab.add_subparsers(dest="lab_command", required=True, metavar="SUBCOMMAND")
 
-    up = sub.add_parser("up", help="create a lab with pods and start its CRI server")
+    up = sub.add_parser("up", help="create a lab with pods and start its CRI and Kubernetes API servers")
     _name_option(up)
     up.add_argument("--pods", type=int, default=0, metavar="N", help="generic pods pod-0..pod-N-1 in namespace 'lab'")
     up.add_argument("--spec", metavar="FILE", help="YAML file listing pods (added before --pods ones)")
@@ -59,7 +60,7 @@ def add_lab_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     _name_option(status)
     status.set_defaults(func=_guarded(_cmd_status))
 
-    down = sub.add_parser("down", help="stop the CRI server and remove every pod, link and file of the lab")
+    down = sub.add_parser("down", help="stop the lab's servers and remove every pod, link and file of the lab")
     _name_option(down)
     down.add_argument("--all", action="store_true", help="every lab under /run/podbw-lab")
     down.set_defaults(func=_guarded(_cmd_down))
@@ -109,6 +110,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"lab {cfg.name} up as {args.runtime}: {len(pods)} pods, bridge {cfg.bridge}, subnet {cfg.subnet}, "
         f"netns {cfg.netns_dir}, socket {cfg.socket if start_cri else '(none)'}"
     )
+    print(f"Kubernetes API stand-in {node.api_server_url()}, node {cfg.node_name}: kubectl --kubeconfig {cfg.kubeconfig}")
     return 0
 
 
@@ -155,10 +157,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         raise LabError(f"lab {args.name!r} is not up")
     pid = node.cri_server_pid()
+    api_pid = node.api_server_pid()
     print(
         f"lab {state.name} ({state.runtime}): bridge {state.bridge}, subnet {state.subnet}, netns {state.netns_dir}, "
         f"CRI {state.socket} ({f'pid {pid}' if pid else 'not running'}), "
         f"pod events {'on' if state.pod_events else 'off'}, cni bandwidth {'on' if state.cni_bandwidth else 'off'}"
+    )
+    print(
+        f"Kubernetes API {node.api_server_url() or '-'} ({f'pid {api_pid}' if api_pid else 'not running'}), "
+        f"node {node.node_name}, kubeconfig {node.kubeconfig}"
     )
     rows = [("POD", "IP", "HOST VETH", "NETNS")]
     for pod in state.pods:

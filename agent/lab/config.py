@@ -109,6 +109,29 @@ class LabConfig:
         return os.path.join(self.state_dir, "cri-server.log")
 
     @property
+    def node_name(self) -> str:
+        """The Kubernetes node the lab stands for: spec.nodeName of its pods in the API stand-in."""
+        return f"podbw-lab-{self.name}"
+
+    @property
+    def kube_dir(self) -> str:
+        """The API stand-in's CA, certificate, key, token and object store."""
+        return os.path.join(self.state_dir, "kube-api")
+
+    @property
+    def kubeconfig(self) -> str:
+        """Server, CA and token of the lab's API stand-in, for kubectl and the agent."""
+        return os.path.join(self.state_dir, "kubeconfig")
+
+    @property
+    def kube_pid_file(self) -> str:
+        return os.path.join(self.state_dir, "kube-api.pid")
+
+    @property
+    def kube_log_file(self) -> str:
+        return os.path.join(self.state_dir, "kube-api.log")
+
+    @property
     def netns_dir_is_private(self) -> bool:
         """True when the netns dir lives inside the state dir, so everything in it is ours."""
         return is_within(self.netns_dir, self.state_dir)

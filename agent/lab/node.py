@@ -22,11 +22,12 @@ import time
 import uuid
 from typing import Any, Sequence
 
-from agent.lab import cri_process, links, netns
+from agent.lab import cri_process, kube_admin, kube_process, links, netns
 from agent.lab.bandwidth import runtime_bandwidth
 from agent.lab.cni import CniInvocation, CniRunner, ifb_name
 from agent.lab.config import DEFAULT_NAME, LabConfig, is_within
 from agent.lab.errors import LabError
+from agent.lab.kube_process import ApiServerSettings
 from agent.lab.runtimes import DEFAULT_RUNTIME, runtime_named
 from agent.lab.spec import PodSpec
 from agent.lab.state import (
@@ -50,6 +51,8 @@ class LabNode:
     def __init__(self, config: LabConfig):
         self.config = config
         self._cri_proc: subprocess.Popen[bytes] | None = None
+        self._api_proc: subprocess.Popen[bytes] | None = None
+        self.api_settings = ApiServerSettings()
         self._pod_procs: list[subprocess.Popen[Any]] = []
 
     @classmethod
@@ -66,6 +69,7 @@ class LabNode:
         cni_bandwidth: bool = False,
         start_cri: bool = True,
         runtime: str = DEFAULT_RUNTIME,
+        start_api: bool = True,
     ) -> list[LabPod]:
         """Create the lab with these pods; on any failure the half-made lab is torn down."""
         runtime_named(runtime)  # refuse an unknown runtime before making anything
@@ -80,6 +84,8 @@ class LabNode:
             # The runtime is up before its pods, as on a node: each pod is then a CREATED event.
             if start_cri:
                 self.start_cri_server()
+            if start_api:
+                self.start_api_server()
             return [self.add(spec) for spec in pods]
         except BaseException:
             with contextlib.suppress(Exception):
@@ -95,6 +101,7 @@ class LabNode:
             state.pods.append(pod)
             write_state(self.config, state)
             remove_pending(self.config, pod.sandbox_id)
+        kube_process.wait_synced(self.config)  # the pod is in the API stand-in too when add returns
         log.debug("lab %s: added %s (%s) ip=%s veth=%s", self.config.name, pod.key, pod.sandbox_id[:12], pod.ip, pod.host_veth)
         return pod
 
@@ -107,6 +114,7 @@ class LabNode:
             self._destroy_pod(pod, state.cni_bandwidth)
             state.pods = [p for p in state.pods if p.sandbox_id != pod.sandbox_id]
             write_state(self.config, state)
+        kube_process.wait_synced(self.config)
         log.debug("lab %s: deleted %s", self.config.name, pod.key)
         return pod
 
@@ -122,6 +130,7 @@ class LabNode:
 
     def down(self) -> None:
         """Remove everything this lab made; safe to repeat, after a crash, or with no lab."""
+        self.stop_api_server()
         self.stop_cri_server()
         self._reap_pod_procs(kill=True)
         state = self._read_state_lenient()
@@ -154,6 +163,53 @@ class LabNode:
 
     def cri_server_pid(self) -> int | None:
         return cri_process.running_pid(self.config)
+
+    # ---- Kubernetes API server --------------------------------------------------------------
+
+    @property
+    def node_name(self) -> str:
+        return self.config.node_name
+
+    @property
+    def kubeconfig(self) -> str:
+        """`<state_dir>/kubeconfig`: the API stand-in's address, CA and token (written by start)."""
+        return self.config.kubeconfig
+
+    def start_api_server(self, settings: ApiServerSettings | None = None) -> None:
+        """Start the API stand-in; settings given here are kept for later restarts."""
+        self._require_state()
+        if settings is not None:
+            self.api_settings = settings
+        self._api_proc = kube_process.start(self.config, self.api_settings)
+
+    def stop_api_server(self) -> bool:
+        stopped = kube_process.stop(self.config, self._api_proc)
+        self._api_proc = None
+        return stopped
+
+    def restart_api_server(self) -> None:
+        """Stop and start again on the same port, with the same credentials and stored objects."""
+        self.stop_api_server()
+        self.start_api_server()
+
+    def api_server_pid(self) -> int | None:
+        return kube_process.running_pid(self.config)
+
+    def api_server_url(self) -> str | None:
+        return kube_process.server_url(self.config)
+
+    def compact_api_history(self) -> int:
+        """Make every resourceVersion handed out so far too old (a watch from one gets 410), as
+        an etcd compaction does; returns the new resourceVersion, the only one still valid."""
+        return int(kube_admin.admin_call(self.config, "POST", "/podbw-lab/compact")["resourceVersion"])
+
+    def close_api_watches(self) -> None:
+        """End every open watch stream (clients then resume from their last resourceVersion)."""
+        kube_admin.admin_call(self.config, "POST", "/podbw-lab/close-watches")
+
+    def api_request_counts(self) -> dict[str, int]:
+        """Requests served since the server started, e.g. {"list pods": 1, "watch pods": 3, "error 410": 1}."""
+        return dict(kube_admin.admin_call(self.config, "GET", "/podbw-lab/requests"))
 
     # ---- running things in pods -------------------------------------------------------------
 

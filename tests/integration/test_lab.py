@@ -30,6 +30,14 @@ POD_KEYS = {
 }
 
 
+def _process_runs(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 def _host_netns_inode() -> int:
     return os.stat(netns.host_netns_source()).st_ino
 
@@ -64,6 +72,8 @@ def test_up_wires_pods_like_crio_and_down_removes_everything(lab_factory) -> Non
     specs = [PodSpec(f"web-{i}", namespace="shop", annotations={"a": str(i)}, labels={"app": "web"}) for i in range(4)]
     specs.append(PodSpec("hostnet", namespace="kube-system", host_network=True))
     created = node.up(specs, start_cri=False)
+    api_pid = node.api_server_pid()
+    assert api_pid is not None
 
     pods = node.pods()
     assert [p.key for p in pods] == [s.key for s in specs] == [p.key for p in created]
@@ -114,6 +124,7 @@ def test_up_wires_pods_like_crio_and_down_removes_everything(lab_factory) -> Non
 
     node.down()
     _assert_gone(node, pods + [extra])
+    assert not _process_runs(api_pid)
     assert links.link_exists("lo")  # sanity: the checks above can see links at all
     node.down()  # a second down is a no-op
 
@@ -133,8 +144,10 @@ def test_down_after_a_crash_finds_half_made_pods_and_pod_processes(lab_factory) 
     netns.create_pin_file(half.netns_path)
     netns.pin_new_netns(half.netns_path)
 
+    api_pid = node.api_server_pid()
     LabNode(cfg).down()  # a fresh node object, as a later `podbw lab down` would be
     assert stray.wait(timeout=5) != 0
+    assert api_pid is not None and not _process_runs(api_pid)
     _assert_gone(node, [pod, half])
 
 
@@ -244,10 +257,14 @@ def test_cli_up_status_add_delete_down(lab_factory) -> None:
 
     up = podbw("up", "--pods", "3", "--name", cfg.name, "--netns-dir", cfg.netns_dir)
     assert up.returncode == 0, up.stderr
+    assert f"kubectl --kubeconfig {cfg.kubeconfig}" in up.stdout
+    api_pid = LabNode.attach(cfg.name).api_server_pid()
+    assert api_pid is not None and os.path.exists(cfg.kubeconfig)
     status = podbw("status", "--name", cfg.name)
     assert status.returncode == 0, status.stderr
     for i in range(3):
         assert f"lab/pod-{i}" in status.stdout
+    assert re.search(rf"Kubernetes API https://127\.0\.0\.1:\d+ \(pid {api_pid}\), node {cfg.node_name}", status.stdout), status.stdout
     added = podbw("add", "shop/x", "--annotation", "kubernetes.io/egress-bandwidth=1M", "--name", cfg.name)
     assert added.returncode == 0, added.stderr
     pods = LabNode.attach(cfg.name).pods()
@@ -263,3 +280,4 @@ def test_cli_up_status_add_delete_down(lab_factory) -> None:
     assert podbw("down", "--name", cfg.name).returncode == 0
     assert not os.path.exists(os.path.join(LAB_ROOT, cfg.name))
     assert not links.link_exists(cfg.bridge)
+    assert not _process_runs(api_pid), "down stops the Kubernetes API stand-in"
