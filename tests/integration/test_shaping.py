@@ -216,7 +216,10 @@ def test_short_iperf3_run_stays_within_ten_percent_of_the_limit(lab_factory, rec
         result = traffic.iperf(lab, client=peer, server=limited, seconds=3)
     else:
         result = traffic.iperf(lab, client=limited, server=peer, seconds=3)
-    assert 0.90 * 50e6 <= result.received_bits_per_s <= 1.10 * 50e6, result
+    # After TCP's first 0.5 s ramp (slower still on a busy 2-core machine): the steady rate.
+    steady = result.intervals_bits_per_s[1:]
+    assert 0.90 * 50e6 <= sum(steady) / len(steady) <= 1.10 * 50e6, result
+    assert result.received_bits_per_s <= 1.10 * 50e6, result
 
 
 def test_observe_only_reports_the_kernel_without_writing(lab_factory, reconcilers) -> None:
