@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 from agent.model.direction import ShapingState
 from agent.model.health import HealthData, HistogramData
+from agent.model.precedence import rate_source
 from agent.model.snapshot import Snapshot
 
 POD_LABELS = ("namespace", "pod")
@@ -27,6 +28,7 @@ LINK_LABELS = (*POD_LABELS, "interface")
 DIRECTION_LABELS = (*POD_LABELS, "direction")
 QDISC_LABELS = (*DIRECTION_LABELS, "kind")
 STATE_LABELS = (*DIRECTION_LABELS, "state")
+SOURCE_LABELS = (*DIRECTION_LABELS, "source")
 POD_INFO_LABELS = (*POD_LABELS, "uid", "netns", "host_interface")
 
 # (metric name part, Link field, what it counts)
@@ -162,6 +164,20 @@ class PodbwCollector(Collector):
                             (pod.namespace, pod.name, direction.value), getattr(status.params, attr)
                         )
             yield family
+        sources = GaugeMetricFamily(
+            "podbw_limit_source",
+            "1 for where the rate limit in the kernel came from: the annotations file (file), the pod's "
+            "annotation in the Kubernetes API (pod), its namespace's podbw.io/default-* (namespace), or the "
+            f"pod's annotation as CRI reported it at creation (cri) ({sampled}).",
+            labels=SOURCE_LABELS,
+        )
+        for sample in samples:
+            pod = sample.pod
+            for direction, status in sample.shaping.directions.items():
+                source = rate_source(pod.annotation_sources, direction)
+                if status.state == ShapingState.APPLIED and source is not None:
+                    sources.add_metric((pod.namespace, pod.name, direction.value, source), 1.0)
+        yield sources
         for name, attr, documentation in (
             ("podbw_throughput_bytes_per_second", "throughput_bytes_per_s",
              "Pod throughput in bytes per second (bytes, not bits), mean over the last sample "
@@ -227,7 +243,8 @@ class PodbwCollector(Collector):
         )
         discovery = GaugeMetricFamily(
             "podbw_discovery_up",
-            "1 when the pod discovery source works, 0 when it fails.",
+            "1 when the pod discovery source works, 0 when it fails (cri, netns, or kubernetes: the API's "
+            "pods and namespaces, without which CRI alone carries discovery).",
             labels=("source",),
         )
         pods_family = GaugeMetricFamily("podbw_pods", f"Number of pods podbw samples ({sampled}).")
