@@ -9,6 +9,7 @@ request is recorded (path, query, Authorization) for assertions."""
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import ssl
 import threading
@@ -40,7 +41,8 @@ class Answer:
     """A watch's events."""
     end: str = "close"
     """After a watch's lines: `close` (the stream ends as at timeoutSeconds), `reset` (the
-    connection drops mid-stream), `hold` (open until release() or stop())."""
+    connection drops mid-stream), `hold` (open until release() or stop(), sending what push()
+    sends meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class FakeApi:
         """Bearer tokens accepted (None: any, or none)."""
         self._released = threading.Event()
         self._stopped = threading.Event()
+        self._pushed: dict[str, queue.Queue[bytes]] = {"pods": queue.Queue(), "namespaces": queue.Queue()}
         self.connections: set = set()
         """Sockets of the connections open now: stop() drops them, as a dying server does."""
         handler = type("Handler", (_Handler,), {"api": self})
@@ -105,6 +108,10 @@ class FakeApi:
             released, self._released = self._released, threading.Event()
         released.set()
 
+    def push(self, resource: str, event: dict) -> None:
+        """Send a watch event on the resource's held watch (or the next one held)."""
+        self._pushed[resource].put(json.dumps(event).encode())
+
     def on_list(self, resource: str, *answers: Answer) -> None:
         with self._lock:
             self._lists[resource].extend(answers)
@@ -136,11 +143,14 @@ class FakeApi:
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def hold(self) -> None:
+    def hold(self, resource: str, send) -> None:
         with self._lock:
             released = self._released
-        while not released.wait(0.05) and not self._stopped.is_set():
-            pass
+        while not released.is_set() and not self._stopped.is_set():
+            try:
+                send(self._pushed[resource].get(timeout=0.05))
+            except queue.Empty:
+                pass
 
 
 def _status(code: int, reason: str, message: str) -> bytes:
@@ -195,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.close()
                 return
             if answer.end == "hold":
-                self.api.hold()
+                self.api.hold(resource, lambda line: self._chunk(line + b"\n"))
                 if self.api.stopped:
                     return
             self._chunk(b"")
