@@ -124,28 +124,29 @@ class FakeApi:
         with self._lock:
             return [r for r in self.requests if r.resource == resource and r.watch == watch]
 
-    def next_answer(self, request: Request) -> Answer:
+    def next_answer(self, request: Request) -> tuple[Answer, threading.Event]:
+        """The answer, and the event that ends it if it is held: taken with the request recorded,
+        so a release() after a request is seen ends that request's hold."""
         with self._lock:
             self.requests.append(request)
+            released = self._released
             if self.tokens is not None and request.authorization.removeprefix("Bearer ") not in self.tokens:
-                return Answer(401, _status(401, "Unauthorized", "Unauthorized"))
-            queue = (self._watches if request.watch else self._lists)[request.resource]
-            if len(queue) > 1:
-                return queue.popleft()
-            if queue:
-                return queue[0]  # the last answer repeats
+                return Answer(401, _status(401, "Unauthorized", "Unauthorized")), released
+            queue_ = (self._watches if request.watch else self._lists)[request.resource]
+            if len(queue_) > 1:
+                return queue_.popleft(), released
+            if queue_:
+                return queue_[0], released  # the last answer repeats
         # Nothing scripted: an empty list, or a watch that stays quiet.
         if request.watch:
-            return Answer(lines=[], end="hold")
-        return Answer(body=json.dumps({"kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}).encode())
+            return Answer(lines=[], end="hold"), released
+        return Answer(body=json.dumps({"kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}).encode()), released
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def hold(self, resource: str, send) -> None:
-        with self._lock:
-            released = self._released
+    def hold(self, resource: str, released: threading.Event, send) -> None:
         while not released.is_set() and not self._stopped.is_set():
             try:
                 send(self._pushed[resource].get(timeout=0.05))
@@ -188,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         request = Request(resource, query.get("watch") in ("true", "1"), query, self.headers.get("Authorization", ""))
-        answer = self.api.next_answer(request)
+        answer, released = self.api.next_answer(request)
         if answer.status != 200 or not request.watch:
             self._send(answer.status, answer.body)
             return
@@ -205,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.close()
                 return
             if answer.end == "hold":
-                self.api.hold(resource, lambda line: self._chunk(line + b"\n"))
+                self.api.hold(resource, released, lambda line: self._chunk(line + b"\n"))
                 if self.api.stopped:
                     return
             self._chunk(b"")
