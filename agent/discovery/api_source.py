@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from agent.discovery.settings import KUBERNETES_ON, DiscoverySettings
 from agent.kube.client import ResourceClient, namespace_client, pod_client
@@ -78,14 +78,6 @@ class ApiStore:
         with self._lock:
             return self._namespaces.get(name)
 
-    def pods(self) -> list[ApiPod]:
-        with self._lock:
-            return list(self._pods.values())
-
-    def namespaces(self) -> list[ApiNamespace]:
-        with self._lock:
-            return list(self._namespaces.values())
-
     def apply_pods(self, deltas: Sequence[Delta[ApiPod]]) -> frozenset[str]:
         """Store the changes; returns the UIDs whose podbw-relevant part changed."""
         changed = set()
@@ -138,7 +130,7 @@ class ApiSource:
         self,
         node_name: str,
         health: HealthRecorder,
-        client_factory: Callable[[], object],
+        client_factory: Callable[[], Any],
         store: ApiStore | None = None,
     ) -> None:
         """`client_factory` makes a lightkube Client (agent.kube.transport.make_client); it is
@@ -154,11 +146,11 @@ class ApiSource:
         self._reported_down = ""
         self._threads: list[threading.Thread] = []
         self._clients: list[ResourceClient] = [
-            pod_client(client_factory, node_name),  # type: ignore[arg-type]
-            namespace_client(client_factory),  # type: ignore[arg-type]
+            pod_client(client_factory, node_name),
+            namespace_client(client_factory),
         ]
         pods, namespaces = self._clients
-        self.reflectors: dict[str, Reflector] = {
+        self._reflectors: dict[str, Reflector] = {
             "pods": Reflector(pods, self._on_pods, lambda up, why: self._set_up("pods", up, why)),
             "namespaces": Reflector(namespaces, self._on_namespaces, lambda up, why: self._set_up("namespaces", up, why)),
         }
@@ -169,7 +161,7 @@ class ApiSource:
 
     def start(self) -> None:
         self._health.set_discovery_up(SOURCE_KUBERNETES, False)
-        for name, reflector in self.reflectors.items():
+        for name, reflector in self._reflectors.items():
             thread = threading.Thread(target=reflector.run, args=(self._stop,), name=f"podbw-kube-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -192,7 +184,7 @@ class ApiSource:
     @property
     def up(self) -> bool:
         with self._lock:
-            return len(self._up) == len(self.reflectors) and all(self._up.values())
+            return len(self._up) == len(self._reflectors) and all(self._up.values())
 
     def ready(self) -> tuple[bool, str]:
         """(up, why not) for /readyz texts; never a reason to be unready."""
@@ -222,8 +214,8 @@ class ApiSource:
         with self._lock:
             self._up[resource] = up
             self._reasons[resource] = reason
-            all_up = len(self._up) == len(self.reflectors) and all(self._up.values())
-            attempted = len(self._up) == len(self.reflectors) or not up
+            all_up = len(self._up) == len(self._reflectors) and all(self._up.values())
+            attempted = len(self._up) == len(self._reflectors) or not up
             came_back = all_up and bool(self._reported_down)
             went_down = not up and not self._reported_down
             if came_back:
@@ -252,7 +244,7 @@ def api_source(settings: DiscoverySettings, health: HealthRecorder) -> ApiSource
     from agent.kube.config import load_config
     from agent.kube.transport import make_client
 
-    def client() -> object:  # made again after each failure: a kubeconfig that appears later is found
+    def client() -> Any:  # made again after each failure: a kubeconfig that appears later is found
         return make_client(load_config(settings.kubeconfig, settings.service_account_dir), REQUEST_TIMEOUT_S)
 
     return ApiSource(settings.node_name, health, client)

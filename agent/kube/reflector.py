@@ -113,12 +113,6 @@ class Reflector(Generic[T]):
         self._known: dict[str, T] = {}
         self.resource_version: str | None = None
         """Where the next watch starts; None: relist first."""
-        self.lists = 0
-        """Lists done so far (each start, 410 and error costs one)."""
-
-    @property
-    def known(self) -> dict[str, T]:
-        return dict(self._known)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -145,7 +139,6 @@ class Reflector(Generic[T]):
         except KubeError as err:
             return 0.0 if stop is not None and stop.is_set() else self._failed(err)
         seen = self._clock()
-        self.lists += 1
         fresh = {obj.key: obj for obj in listing.items}
         deltas: list[Delta[T]] = [Delta(DELETED, old, None) for key, old in self._known.items() if key not in fresh]
         for key, obj in fresh.items():

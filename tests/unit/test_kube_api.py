@@ -112,7 +112,6 @@ def test_list_then_watch_with_bookmarks_resumes_where_the_server_ended_it(
     store = source.store
     assert store.pod(WEB).annotations == {"kubernetes.io/ingress-bandwidth": "50M", "podbw.io/egress-burst": "1Mi"}
     assert store.pod(CART).annotations == {"kubernetes.io/egress-bandwidth": "5M"}
-    assert {p.uid for p in store.pods()} == {WEB, CART}
     assert store.pod(BATCH) is not None  # deleted by the API: kept for a while as it was
     assert store.namespace("shop").annotations == {
         "podbw.io/default-egress-bandwidth": "5M", "podbw.io/default-ingress-latency": "5ms",
@@ -141,9 +140,8 @@ def test_gone_relists_once_and_watches_from_the_new_list(
     assert len(fake_api.requested("pods", watch=False)) == 2
     assert [r.query["resourceVersion"] for r in fake_api.requested("pods", watch=True)] == ["1200", "1500"]
     assert source.store.pod(WEB).annotations == {"kubernetes.io/ingress-bandwidth": "80M"}
-    assert [p.uid for p in source.store.pods()] == [WEB]  # batch-0 went while the watch was gone
+    assert source.store.pod(BATCH) is not None  # went while the watch was gone: its tombstone
     assert health.stayed_up, (health.ups, source.ready())  # a 410 is no outage
-    assert source.reflectors["pods"].lists == 2
 
 
 def test_forbidden_is_reported_down_once_with_the_reason(
