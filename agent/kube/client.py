@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
-from agent.kube.errors import KubeError, classify
+from agent.kube.errors import classify
 from agent.kube.reflector import Listing, WatchEvent
 from agent.model.annotations import ALL_KEYS
 from agent.model.api_objects import ApiNamespace, ApiPod
@@ -162,5 +162,3 @@ def namespace_client(client_factory: Callable[[], Client]) -> ResourceClient[Api
 
     return ResourceClient("namespaces", Namespace, namespace_record, client_factory)
 
-
-__all__ = ["KubeError", "ResourceClient", "pod_client", "namespace_client", "pod_record", "namespace_record"]
