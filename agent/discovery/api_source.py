@@ -131,11 +131,10 @@ class ApiSource:
         node_name: str,
         health: HealthRecorder,
         client_factory: Callable[[], Any],
-        store: ApiStore | None = None,
     ) -> None:
         """`client_factory` makes a lightkube Client (agent.kube.transport.make_client); it is
         called again after every failure, so configuration errors are retried too."""
-        self.store = store or ApiStore()
+        self.store = ApiStore()
         self._health = health
         self._listeners: list[Listener] = []
         self._stop = threading.Event()
