@@ -11,6 +11,7 @@ import threading
 
 from agent.cli.flags import add_settings_flags, build_settings
 from agent.cli.parser import CommandParser
+from agent.discovery.settings import resolve_kubernetes
 from agent.model.ownership import ifb_owner
 from agent.service.settings import AgentSettings
 
@@ -26,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     settings: AgentSettings = build_settings(AgentSettings, args)
-    discovery = settings.discovery
+    discovery = resolve_kubernetes(settings.discovery)
     # Derived, not given: agents watching different runtimes never remove each other's ifbs.
     owner = ifb_owner(discovery.cri_endpoint, discovery.netns_dir)
-    return dataclasses.replace(settings, shaping=dataclasses.replace(settings.shaping, ifb_owner=owner))
+    return dataclasses.replace(
+        settings, discovery=discovery, shaping=dataclasses.replace(settings.shaping, ifb_owner=owner)
+    )
 
 
 def run(args: argparse.Namespace) -> int:

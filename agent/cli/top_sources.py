@@ -20,6 +20,7 @@ from agent.cli.top_rows import MetricsFormatError, PodRow, rows_from_metrics_tex
 from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import PodRegistry
+from agent.discovery.resolver import AnnotationResolver
 from agent.discovery.settings import DiscoverySettings
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
@@ -94,16 +95,13 @@ class LocalSource:
         for name in ("agent.shaping", "agent.discovery", "agent.metrics"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         self._health = HealthRecorder()
-        self._registry = PodRegistry()
-        self._discovery = Discovery(self._registry, discovery, self._health)
         self._overrides = (
             OverridesFile(annotations_file, self._health, on_change=lambda: None) if annotations_file else None
         )
-        self._reconciler = Reconciler(
-            ShapingSettings(egress_mode=egress_mode, enabled=False),
-            self._health,
-            overrides=self._overrides.current if self._overrides else (lambda: {}),
-        )
+        resolver = AnnotationResolver(overrides=self._overrides.current if self._overrides else (lambda: {}))
+        self._registry = PodRegistry(resolve=resolver.resolve)
+        self._discovery = Discovery(self._registry, discovery, self._health)
+        self._reconciler = Reconciler(ShapingSettings(egress_mode=egress_mode, enabled=False), self._health)
         self._pool = NetlinkSocketPool()
         self._sampler = Sampler(
             pods=self._registry.pods,
@@ -131,9 +129,9 @@ class LocalSource:
         return rows_from_snapshot(self._pass())
 
     def _pass(self) -> Snapshot:
-        self._discovery.resync()
         if self._overrides is not None:
-            self._overrides.load()
+            self._overrides.load()  # before the resync, which resolves every pod with it
+        self._discovery.resync()
         pods = self._registry.pods()
         current = {pod.sandbox_id for pod in pods}
         for sandbox_id, gone in self._seen.items():

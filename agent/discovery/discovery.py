@@ -17,7 +17,7 @@ from typing import Callable
 
 from apscheduler.schedulers.base import BaseScheduler
 
-from agent.cri.backoff import Backoff
+from agent.model.backoff import Backoff
 from agent.cri.client import CriClient
 from agent.cri.errors import CriError
 from agent.discovery.cri_source import CriSource

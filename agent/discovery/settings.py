@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from dataclasses import dataclass
+from typing import Mapping
 
 from agent.cri.endpoint import Endpoint
 from agent.cri.errors import CriError
+from agent.kube.config import SERVICE_ACCOUNT_DIR, in_cluster
 from agent.model.option import setting
-from agent.model.value_parsers import directory, seconds_between, shown
+from agent.model.value_parsers import directory, one_of, optional_file, seconds_between, shown
 
 CRIO_ENDPOINT = "unix:///var/run/crio/crio.sock"
 CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -34,6 +38,23 @@ def parse_cri_endpoint(text: str) -> str | None:
         return str(Endpoint.parse(text))
     except CriError as err:
         raise ValueError(f"{shown(text)}: {err}") from None
+
+
+KUBERNETES_AUTO, KUBERNETES_ON, KUBERNETES_OFF = "auto", "on", "off"
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_NODE_NAME_CHARS = 253
+
+
+def parse_node_name(text: str) -> str | None:
+    """A Node's name as the API allows it (a DNS subdomain); empty: not given."""
+    if not text:
+        return None
+    if len(text) > MAX_NODE_NAME_CHARS or not _DNS_SUBDOMAIN.fullmatch(text):
+        raise ValueError(
+            f"{shown(text)} is not a node name (lowercase letters, digits, '-' and '.', at most "
+            f"{MAX_NODE_NAME_CHARS} characters)"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -63,8 +84,48 @@ class DiscoverySettings:
         metavar="SECONDS",
     )
     """Deadline of every unary CRI call."""
+    kubernetes: str = setting(
+        KUBERNETES_AUTO, "--kubernetes",
+        "watch this node's pods and the namespaces through the Kubernetes API: on, off, or auto (on when a "
+        "ServiceAccount token is mounted or --kubeconfig is given)",
+        one_of(KUBERNETES_AUTO, KUBERNETES_ON, KUBERNETES_OFF), metavar="auto|on|off",
+    )
+    """Whether pods' current annotations and namespace defaults come from the API; `auto` is
+    decided at start (resolve_kubernetes)."""
+    node_name: str | None = setting(
+        None, "--node-name", "this node's name in the Kubernetes API (required when the API is used)",
+        parse_node_name, metavar="NAME",
+    )
+    """Only pods with spec.nodeName equal to it are watched."""
+    kubeconfig: str | None = setting(
+        None, "--kubeconfig", "kubeconfig for the Kubernetes API outside the cluster (default: the in-cluster "
+        "ServiceAccount)", optional_file, metavar="FILE",
+    )
+    """Its current context is used; None: the in-cluster config."""
+    service_account_dir: str = SERVICE_ACCOUNT_DIR
+    """Where the in-cluster token and CA are mounted."""
     lookup_timeout_s: float = 10.0
     """How long a new pin is followed before the next resync takes over."""
     netns_fallback: bool = False
     """List the pins while the runtime cannot be reached, for read-only viewers (`podbw pods`).
     Never for the agent: pins carry no annotations, so shaping them would lift every limit."""
+
+
+def resolve_kubernetes(settings: DiscoverySettings, environ: Mapping[str, str] = os.environ) -> DiscoverySettings:
+    """`settings` with `kubernetes` decided (on or off). ValueError (one line) when the API is to
+    be used and no node name is given."""
+    mode = settings.kubernetes
+    if mode == KUBERNETES_AUTO:
+        found = settings.kubeconfig or in_cluster(settings.service_account_dir, environ)
+        mode = KUBERNETES_ON if found else KUBERNETES_OFF
+        why = f"--kubeconfig {settings.kubeconfig} is given" if settings.kubeconfig else (
+            f"a ServiceAccount token is mounted in {settings.service_account_dir}"
+        )
+    else:
+        why = "--kubernetes is on"
+    if mode == KUBERNETES_ON and not settings.node_name:
+        raise ValueError(
+            f"{why}, so --node-name (PODBW_NODE_NAME) is needed to watch this node's pods; "
+            "or pass --kubernetes off to use CRI alone"
+        )
+    return dataclasses.replace(settings, kubernetes=mode)

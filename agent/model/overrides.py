@@ -131,12 +131,3 @@ def parse_overrides(text: str) -> dict[str, dict[str, str]]:
         overrides[pod_key] = _pod_annotations(pod_key, entry)
     return overrides
 
-
-def merge_annotations(
-    cri: Mapping[str, str], override: Mapping[str, str] | None
-) -> dict[str, str]:
-    """CRI's annotations with the file's on top, key by key."""
-    merged = dict(cri)
-    if override:
-        merged.update(override)
-    return merged

@@ -39,13 +39,18 @@ class Pod:
     netns_path: str
     """Path of the pinned network namespace, e.g. /var/run/netns/<uuid>."""
     annotations: Mapping[str, str] = field(default_factory=dict, compare=True, hash=False)
-    """Pod annotations as CRI reports them (values at sandbox creation)."""
+    """Pod annotations: as the discovery source reports them (CRI: values at sandbox creation), or
+    in the registry, with the podbw keys in force (agent.model.precedence: the annotations file,
+    the API's current values, namespace defaults)."""
     ip: str = ""
     """Primary pod IP as the runtime reports it ("" when unknown)."""
     created_at_ns: int = 0
     """Sandbox creation time in ns since the epoch (0 when unknown)."""
     source: str = SOURCE_CRI
     """Which discovery source produced the record: "cri" or "netns"."""
+    annotation_sources: Mapping[str, str] = field(default_factory=dict, compare=True, hash=False)
+    """podbw key in force -> where its value came from (agent.model.precedence.LimitSource);
+    empty until the registry resolves the record."""
 
     @property
     def key(self) -> str:

@@ -11,9 +11,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
 from agent import __version__
+from agent.discovery.api_source import api_source
 from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
+from agent.discovery.resolver import AnnotationResolver
 from agent.metrics.build_info import read_revision
 from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
@@ -30,24 +32,29 @@ log = logging.getLogger(__name__)
 
 STALL_INTERVALS = 3
 """/healthz fails when the sampler has not run for this many intervals."""
+API_FIRST_LIST_WAIT_S = 5.0
+"""How long the start waits for the API's first lists, so the first resync already has the API's
+annotations and does not apply CRI's creation-time ones for a moment."""
 
 
 class Agent:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.health = HealthRecorder()
-        self.registry = PodRegistry()
         self.queue = WorkQueue()
         self.overrides = (
-            OverridesFile(settings.annotations_file, self.health, self.queue.reconcile_all)
+            OverridesFile(settings.annotations_file, self.health, lambda: self.registry.reresolve())
             if settings.annotations_file
             else None
         )
-        self.reconciler = Reconciler(
-            settings.shaping,
-            self.health,
-            overrides=self.overrides.current if self.overrides else (lambda: {}),
+        self.api = api_source(settings.discovery, self.health)
+        resolver = AnnotationResolver(
+            self.api.store if self.api else None, self.overrides.current if self.overrides else (lambda: {})
         )
+        self.registry = PodRegistry(resolve=resolver.resolve)
+        if self.api is not None:
+            self.api.subscribe(lambda change: self.registry.reresolve(change.affects, change.seen_at_monotonic_s))
+        self.reconciler = Reconciler(settings.shaping, self.health)
         self.discovery = Discovery(self.registry, settings.discovery, self.health)
         # The ifb owner names exactly what this agent shapes: one runtime and its netns directory.
         self.node_lock = NodeLock(settings.shaping.ifb_owner)
@@ -100,6 +107,9 @@ class Agent:
         self.registry.subscribe(self._on_pod_event)
         if self.overrides is not None:
             self.overrides.start()
+        if self.api is not None:
+            self.api.start()
+            self.api.wait_synced(API_FIRST_LIST_WAIT_S)
         self._worker.start()
         self.scheduler.start()
         self.discovery.start(self.scheduler, on_resync=self._after_resync)
@@ -108,10 +118,11 @@ class Agent:
         self.sampler.start(self.scheduler)
         self.http.start()
         log.info(
-            "podbw %s running: %d pods from %s, metrics on %s",
+            "podbw %s running: %d pods from %s%s, metrics on %s",
             __version__,
             len(self.registry),
             self.discovery.mode,
+            f" and the Kubernetes API (node {self.settings.discovery.node_name})" if self.api else "",
             self.settings.web.listen_address,
         )
 
@@ -122,6 +133,8 @@ class Agent:
         self._stopped.set()
         self.http.stop()
         self.discovery.stop()
+        if self.api is not None:
+            self.api.stop()
         if self.overrides is not None:
             self.overrides.stop()
         self.sampler.stop()
@@ -198,7 +211,10 @@ class Agent:
     def _ready(self) -> tuple[bool, str]:
         if not self.node_lock.held:
             return False, f"standby: another podbw agent shapes the pods of {self.node_lock.scope}"
-        return self.discovery.ready()
+        ready, reason = self.discovery.ready()
+        if self.api is not None:
+            reason = f"{reason}; {self.api.ready()[1]}"  # told, never a reason to be unready: CRI is enough
+        return ready, reason
 
     def _healthy(self) -> tuple[bool, str]:
         last = self.health.data().last_sample_monotonic_s

@@ -19,7 +19,6 @@ from agent.model.direction import Direction, ShapingState
 from agent.model.handles import TC_H_ROOT
 from agent.model.health import HealthRecorder
 from agent.model.log_fields import pod_fields
-from agent.model.overrides import merge_annotations
 from agent.model.ownership import IFB_NAME_RE, Owner, classify_root, ifb_name
 from agent.model.pod import Pod
 from agent.model.pod_events import (
@@ -62,7 +61,6 @@ from agent.shaping.settings import EGRESS_MODE_IFB, ShapingSettings
 
 log = logging.getLogger(__name__)
 
-Overrides = Callable[[], Mapping[str, Mapping[str, str]]]
 NOT_APPLIED = "not applied (no agent is shaping)"
 
 
@@ -71,7 +69,6 @@ class Reconciler:
         self,
         settings: ShapingSettings,
         health: HealthRecorder,
-        overrides: Overrides = lambda: {},
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[PodEvent], None] = lambda event: None,
     ) -> None:
@@ -79,7 +76,6 @@ class Reconciler:
         self._settings = settings
         self._on_event = on_event
         self._health = health
-        self._overrides = overrides
         self._clock = clock
         self._host_reader: NetlinkSocket | None = None
         self._host_writer: TcWriter | None = None
@@ -106,7 +102,7 @@ class Reconciler:
         if seen_at_monotonic_s is not None and pod.sandbox_id not in self._statuses:
             self._seen_at.setdefault(pod.sandbox_id, seen_at_monotonic_s)
         self._problems.begin(pod.sandbox_id)
-        annotations = merge_annotations(pod.annotations, self._overrides().get(pod.key))
+        annotations = pod.annotations  # in force: the registry resolved them (agent.discovery.resolver)
         intent = self._intent(pod, annotations)
         for want in intent.directions.values():
             if want.state is ShapingState.INVALID:

@@ -30,11 +30,11 @@ def reconcilers() -> Iterator[list[Reconciler]]:
 
 
 def new_reconciler(
-    made: list[Reconciler], mode: str = "pod", take_over: bool = False, overrides=None, ifb_owner: str = ""
+    made: list[Reconciler], mode: str = "pod", take_over: bool = False, ifb_owner: str = ""
 ) -> tuple[Reconciler, HealthRecorder]:
     health = HealthRecorder()
     settings = ShapingSettings(egress_mode=mode, take_over_foreign=take_over, ifb_owner=ifb_owner)
-    reconciler = Reconciler(settings, health, overrides=overrides or (lambda: {}))
+    reconciler = Reconciler(settings, health)
     made.append(reconciler)
     return reconciler, health
 
@@ -194,11 +194,9 @@ def test_invalid_annotation_is_isolated_to_its_direction_and_pod(lab_factory, re
 def test_annotation_removed_removes_the_limit(lab_factory, reconcilers) -> None:
     lab: LabNode = lab_factory()
     (pod,) = lab.up([PodSpec("a", "ns", LIMITED)], pod_events=False)
-    overrides: dict = {}
-    reconciler, _ = new_reconciler(reconcilers, overrides=lambda: overrides)
+    reconciler, _ = new_reconciler(reconcilers)
     reconciler.reconcile(pod.as_pod())
-    overrides["ns/a"] = {"kubernetes.io/ingress-bandwidth": "30M"}
-    reconciler.reconcile(PodLike(pod, {}))
+    reconciler.reconcile(PodLike(pod, {"kubernetes.io/ingress-bandwidth": "30M"}))
     assert tc_probe.root(pod.host_veth)["options"]["rate"] == 30_000_000 // 8
     assert tc_probe.root("eth0", pod.netns_path)["kind"] == "noqueue"
 

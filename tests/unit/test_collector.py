@@ -28,6 +28,7 @@ from agent.model.direction import Direction, ShapingState
 from agent.model.health import HealthData, HealthRecorder
 from agent.model.pod import SOURCE_NETNS, Pod
 from agent.model.kernel import Link, Qdisc
+from agent.model.precedence import LimitSource
 from agent.model.snapshot import DirectionSample, PodSample, Snapshot
 from agent.model.status import DirectionStatus, PodShapingStatus
 from agent.model.tbf_params import TbfParams
@@ -42,6 +43,11 @@ WEB = Pod(
     namespace="shop",
     name="web-7d9f",
     netns_path="/var/run/netns/11111111-aaaa",
+    annotation_sources={
+        "kubernetes.io/ingress-bandwidth": LimitSource.POD,
+        "kubernetes.io/egress-bandwidth": LimitSource.NAMESPACE,
+        "podbw.io/egress-burst": LimitSource.FILE,
+    },
 )
 BATCH = Pod(
     sandbox_id="sb-batch",
@@ -49,6 +55,7 @@ BATCH = Pod(
     namespace="jobs",
     name="batch-0",
     netns_path="/var/run/netns/22222222-bbbb",
+    annotation_sources={"kubernetes.io/ingress-bandwidth": LimitSource.CRI},  # invalid: no limit in force
 )
 BARE = Pod(
     sandbox_id="33333333-cccc",
@@ -169,6 +176,7 @@ def fixed_health() -> HealthData:
     health.shaping_operation("delete", "error")
     health.set_discovery_up("cri", True)
     health.set_discovery_up("netns", False)
+    health.set_discovery_up("kubernetes", False)
     health.set_unowned_ifbs(2)
     for result in ("ok", "ok", "rate_limited"):
         health.pod_event(result)
@@ -264,6 +272,20 @@ def test_values_and_names_are_as_designed() -> None:
     assert got[("podbw_sample_duration_seconds_bucket", labels(le="0.005"))] == 3
     assert got[("podbw_sample_duration_seconds_bucket", labels(le="+Inf"))] == 5
     assert got[("podbw_reconcile_latency_seconds_bucket", labels(le="30.0"))] == 2
+
+
+def test_limit_source_is_one_for_the_rate_in_force_only() -> None:
+    two = samples(render(SNAPSHOT_TWO_PODS))
+    sources = {k[1]: v for k, v in two.items() if k[0] == "podbw_limit_source"}
+    assert sources == {
+        labels(namespace="shop", pod="web-7d9f", direction="ingress", source="pod"): 1,
+        labels(namespace="shop", pod="web-7d9f", direction="egress", source="namespace"): 1,
+    }  # batch-0's ingress is invalid: its rate is not in force; its egress asks for none
+    churn = samples(render(SNAPSHOT_CHURN))
+    sources = {k[1]: v for k, v in churn.items() if k[0] == "podbw_limit_source"}
+    # web's ingress is foreign now; the bare netns pod has no sources.
+    assert sources == {labels(namespace="shop", pod="web-7d9f", direction="egress", source="namespace"): 1}
+    assert two[("podbw_discovery_up", labels(source="kubernetes"))] == 0
 
 
 def test_shaping_state_is_one_hot_over_all_five_states() -> None:

@@ -28,6 +28,7 @@ def no_podbw_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("PODBW_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # `--kubernetes auto` finds no cluster
 
 
 @pytest.fixture
@@ -94,6 +95,16 @@ RUN_VALID = [
     ([], "collectors.unlimited_pods", True),
     *[([f"--collector.{e.name}"], f"collectors.{e.name}", True) for e in COLLECTORS],
     *[([f"--no-collector.{e.name}"], f"collectors.{e.name}", False) for e in COLLECTORS],
+    ([], "discovery.kubernetes", "off"),  # auto, with no ServiceAccount token and no kubeconfig
+    (["--kubernetes", "auto"], "discovery.kubernetes", "off"),
+    (["--kubernetes", "off"], "discovery.kubernetes", "off"),
+    (["--kubernetes", "on", "--node-name", "node-1"], "discovery.kubernetes", "on"),
+    (["--kubeconfig", FILE, "--node-name", "n1"], "discovery.kubernetes", "on"),  # auto, with a kubeconfig
+    (["--kubeconfig", FILE, "--node-name", "n1"], "discovery.kubeconfig", FILE),
+    (["--kubeconfig", FILE, "--kubernetes", "off"], "discovery.kubernetes", "off"),
+    (["--node-name", "node-1.example.com"], "discovery.node_name", "node-1.example.com"),
+    (["--node-name="], "discovery.node_name", None),
+    ([], "discovery.node_name", None),
 ]
 
 # (argv after `run`, what the one-line error must say)
@@ -131,6 +142,14 @@ RUN_INVALID = [
     (["--take-over-foreign=yes"], "ignored explicit argument 'yes'"),
     (["--collector.process=false"], "ignored explicit argument 'false'"),
     (["--no-collector.unlimited-pods=1"], "ignored explicit argument '1'"),
+    (["--kubernetes", "yes"], "argument --kubernetes: invalid choice 'yes' (choose from auto, on, off)"),
+    (["--kubernetes", "on"], "--kubernetes is on, so --node-name (PODBW_NODE_NAME) is needed"),
+    (["--kubeconfig", FILE], "is given, so --node-name (PODBW_NODE_NAME) is needed"),
+    (["--kubeconfig", DIR], "argument --kubeconfig: "),
+    (["--node-name", "Node_1"], "argument --node-name: 'Node_1' is not a node name"),
+    (["--node-name", "a" * 254], "argument --node-name: 'aaaa"),
+    (["--node-name=-node"], "is not a node name"),
+    (["--node-name", "node-1."], "is not a node name"),
     (["--resync-interval"], "expected one argument"),
 ]
 
@@ -156,6 +175,9 @@ RUN_ENV_VALID = [
     ({"PODBW_COLLECTOR_UNLIMITED_PODS": "false"}, "collectors.unlimited_pods", False),
     *[({f"PODBW_COLLECTOR_{e.name.upper()}": "false"}, f"collectors.{e.name}", False) for e in COLLECTORS],
     *[({f"PODBW_COLLECTOR_{e.name.upper()}": "true"}, f"collectors.{e.name}", True) for e in COLLECTORS],
+    ({"PODBW_KUBERNETES": "off"}, "discovery.kubernetes", "off"),
+    ({"PODBW_NODE_NAME": "node-1"}, "discovery.node_name", "node-1"),
+    ({"PODBW_KUBECONFIG": FILE, "PODBW_NODE_NAME": "n1"}, "discovery.kubeconfig", FILE),
     ({"PODBW_RESYNC_INTERVAL": ""}, "discovery.resync_interval_s", 30.0),  # empty: not set
 ]
 
@@ -177,6 +199,9 @@ RUN_ENV_INVALID = [
     ("PODBW_LOG_FORMAT", "xml"),
     ("PODBW_ANNOTATIONS_FILE", DIR),
     ("PODBW_CLEANUP_ON_EXIT", "2"),
+    ("PODBW_KUBERNETES", "maybe"),
+    ("PODBW_NODE_NAME", "UPPER"),
+    ("PODBW_KUBECONFIG", DIR),
 ]
 
 # The other commands' own flags: (argv, attribute, expected) and (argv, error)
@@ -296,7 +321,10 @@ def test_defaults_are_the_settings_defaults() -> None:
     settings = parse(["run"]).settings
     expected = AgentSettings()
     assert settings.discovery.cri_endpoint in AUTO_CRI_ENDPOINTS  # `auto`: what exists on this machine
-    assert dataclasses.replace(settings.discovery, cri_endpoint=expected.discovery.cri_endpoint) == expected.discovery
+    assert settings.discovery.kubernetes == "off"  # `auto`: no ServiceAccount token here
+    assert dataclasses.replace(
+        settings.discovery, cri_endpoint=expected.discovery.cri_endpoint, kubernetes=expected.discovery.kubernetes
+    ) == expected.discovery
     assert dataclasses.replace(settings.shaping, ifb_owner="") == expected.shaping
     assert settings.shaping.ifb_owner, "derived from the endpoint and netns directory"
     assert (settings.sampling, settings.web, settings.logging) == (expected.sampling, expected.web, expected.logging)

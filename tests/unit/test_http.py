@@ -60,7 +60,8 @@ def test_metrics_name_filter(start_server) -> None:
     server = start_server()
     _, _, body = get(server.port, "/metrics?name[]=podbw_discovery_up")
     assert body.decode().splitlines() == [
-        "# HELP podbw_discovery_up 1 when the pod discovery source works, 0 when it fails.",
+        "# HELP podbw_discovery_up 1 when the pod discovery source works, 0 when it fails (cri, netns, or "
+        "kubernetes: the API's pods and namespaces, without which CRI alone carries discovery).",
         "# TYPE podbw_discovery_up gauge",
         'podbw_discovery_up{source="cri"} 1.0',
     ]

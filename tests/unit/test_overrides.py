@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from types import MappingProxyType
 
 import pytest
 import yaml
@@ -16,7 +15,6 @@ from agent.model.bounded_yaml import MAX_DEPTH, MAX_SCALAR_CHARS
 from agent.model.overrides import (
     MAX_OVERRIDES_CHARS,
     OverridesError,
-    merge_annotations,
     parse_overrides,
     pod_key_problem,
 )
@@ -274,21 +272,6 @@ def test_non_text_input_is_an_error(value: object) -> None:
 
 def test_overrides_error_is_a_value_error() -> None:
     assert issubclass(OverridesError, ValueError)
-
-
-def test_merge_override_wins_per_key() -> None:
-    cri = {"a": "1", "b": "2"}
-    merged = merge_annotations(cri, {"b": "20", "c": "30"})
-    assert merged == {"a": "1", "b": "20", "c": "30"}
-    assert cri == {"a": "1", "b": "2"}  # not modified
-
-
-@pytest.mark.parametrize("override", [None, {}])
-def test_merge_without_override_is_a_copy(override: dict[str, str] | None) -> None:
-    cri = MappingProxyType({"a": "1"})
-    merged = merge_annotations(cri, override)
-    assert merged == {"a": "1"}
-    assert type(merged) is dict
 
 
 # --- properties -----------------------------------------------------------------------------

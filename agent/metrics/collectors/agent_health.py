@@ -32,7 +32,10 @@ def collect(scrape: Scrape) -> Iterator[Metric]:
         "podbw_shaping_operations", "Qdisc changes podbw attempted, by operation and result.", labels=("op", "result")
     )
     discovery = GaugeMetricFamily(
-        "podbw_discovery_up", "1 when the pod discovery source works, 0 when it fails.", labels=("source",)
+        "podbw_discovery_up",
+        "1 when the pod discovery source works, 0 when it fails (cri, netns, or kubernetes: the API's "
+        "pods and namespaces, without which CRI alone carries discovery).",
+        labels=("source",),
     )
     pods = GaugeMetricFamily("podbw_pods", f"Number of pods podbw samples ({scrape.sampled}).")
     unowned = GaugeMetricFamily(

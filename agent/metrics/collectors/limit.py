@@ -9,7 +9,10 @@ from prometheus_client.metrics_core import Metric
 
 from agent.metrics.registry import CollectorEntry
 from agent.metrics.scrape import DIRECTION_LABELS, Scrape
+
+SOURCE_LABELS = (*DIRECTION_LABELS, "source")
 from agent.model.direction import ShapingState
+from agent.model.precedence import rate_source
 
 # (name, TbfParams field, what it is)
 LIMIT_FAMILIES = (
@@ -28,6 +31,20 @@ def collect(scrape: Scrape) -> Iterator[Metric]:
                 if status.state == ShapingState.APPLIED and status.params is not None:
                     family.add_metric((pod.namespace, pod.name, direction.value), getattr(status.params, attr))
         yield family
+    sources = GaugeMetricFamily(
+        "podbw_limit_source",
+        "1 for where the rate limit in the kernel came from: the annotations file (file), the pod's "
+        "annotation in the Kubernetes API (pod), its namespace's podbw.io/default-* (namespace), or the "
+        f"pod's annotation as CRI reported it at creation (cri) ({scrape.sampled}).",
+        labels=SOURCE_LABELS,
+    )
+    for sample in scrape.samples:
+        pod = sample.pod
+        for direction, status in sample.shaping.directions.items():
+            source = rate_source(pod.annotation_sources, direction)
+            if status.state == ShapingState.APPLIED and source is not None:
+                sources.add_metric((pod.namespace, pod.name, direction.value, source), 1.0)
+    yield sources
 
 
 COLLECTOR = CollectorEntry("limit", "the limits in the kernel (podbw_limit_*)", True, collect)

@@ -1,4 +1,4 @@
-"""Exponential reconnect delay with jitter, so many agents don't hammer a restarting runtime."""
+"""Exponential retry delay with jitter, so many agents don't hammer a restarting runtime or API server."""
 
 from __future__ import annotations
 

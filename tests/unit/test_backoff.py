@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from agent.cri.backoff import Backoff
+from agent.model.backoff import Backoff
 
 
 def test_delays_grow_by_factor_up_to_the_cap_within_jitter() -> None:

@@ -1,0 +1,1 @@
+"""Adapter to the Kubernetes API: configuration, the lightkube client, errors and reflectors."""
