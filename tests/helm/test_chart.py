@@ -20,6 +20,15 @@ from tests.helm.conftest import scenario_named
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RULES_FILE = harness.CHART_DIR / "files" / "alerts.rules.yaml"
+NODE_NAME = "node-1"
+"""What the kubelet puts into PODBW_NODE_NAME (spec.nodeName) when the flags are parsed here."""
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+API_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+"""All the Kubernetes API source needs: this node's pods, the namespaces' defaults, pod Events."""
 
 
 def daemonset(rendered: harness.Rendered) -> dict[str, Any]:
@@ -57,6 +66,8 @@ def parse_agent_flags(rendered: harness.Rendered, monkeypatch: pytest.MonkeyPatc
     for env in container["env"]:
         if "value" in env and env["name"].startswith("PODBW_"):
             monkeypatch.setenv(env["name"], env["value"])
+        elif env.get("valueFrom") == {"fieldRef": {"fieldPath": "spec.nodeName"}}:
+            monkeypatch.setenv(env["name"], NODE_NAME)
     assert "command" not in container, "the image's entrypoint (podbw run) must stay in charge"
     try:
         return build_parser().parse_args(["run", *container["args"]])
@@ -122,7 +133,8 @@ def test_daemonset_security(scenario: harness.Rendered) -> None:
     assert security.get("privileged", False) is False
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["automountServiceAccountToken"] is False
+    # A token only for the Kubernetes API source, whose ClusterRole reads and posts nothing else.
+    assert pod["automountServiceAccountToken"] is scenario.values["kubernetesApi"]["enabled"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert not pod.get("hostPID") and not pod.get("hostIPC")
@@ -278,6 +290,34 @@ def test_files_named_in_flags_come_from_their_volumes(scenario: harness.Rendered
         assert args.annotations_file is None
 
 
+def test_kubernetes_api_access(scenario: harness.Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = scenario.values
+    enabled = values["kubernetesApi"]["enabled"]
+    pod = pod_spec(scenario)
+    account = pod["serviceAccountName"]
+    args = parse_agent_flags(scenario, monkeypatch)
+    # Explicit on (not auto): a missing token or permission is an error in the log, not silently CRI alone.
+    assert args.settings.discovery.kubernetes == ("on" if enabled else "off")
+    if enabled:
+        assert args.settings.discovery.node_name == NODE_NAME
+    assert pod["automountServiceAccountToken"] is enabled
+    accounts = scenario.kinds("ServiceAccount")
+    assert len(accounts) == int(values["serviceAccount"]["create"])
+    for sa in accounts:  # the pod asks for its token itself; other pods of the account get none
+        assert sa["metadata"]["name"] == account and sa["automountServiceAccountToken"] is False
+    rbac = enabled and values["rbac"]["create"]
+    roles, bindings = scenario.kinds("ClusterRole"), scenario.kinds("ClusterRoleBinding")
+    assert len(roles) == len(bindings) == int(rbac)
+    for role, binding in zip(roles, bindings):
+        assert role["rules"] == API_RULES
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": daemonset(scenario)["metadata"]["namespace"]}
+        ]
+
+
 def test_service_selects_the_agents(scenario: harness.Rendered) -> None:
     service = scenario.one("Service")
     pod_labels = daemonset(scenario)["spec"]["template"]["metadata"]["labels"]
@@ -298,6 +338,9 @@ def test_every_object_lands_in_its_namespace(scenario: harness.Rendered) -> None
     }
     for doc in scenario.documents:
         if doc["kind"] == "Certificate":
+            continue
+        if doc["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in doc["metadata"], doc["metadata"]
             continue
         is_dashboard = doc["kind"] == "ConfigMap" and "-dashboard-" in doc["metadata"]["name"]
         want = dashboards_ns if is_dashboard else own.get(doc["kind"], expected)
@@ -412,6 +455,8 @@ def test_notes(scenario: harness.Rendered) -> None:
     else:
         assert "-- podbw top --once --no-fallback" in notes
     assert (values["prometheusRule"]["runbookUrl"] or "https://github.com/podbw/podbw/blob/main/docs/runbook.md") in notes
+    # Limits change live through the API only when the agent watches it.
+    assert ("kubectl annotate pod <pod>" in notes) is values["kubernetesApi"]["enabled"]
     if values["agent"]["cleanupOnExit"]:
         assert "cleanupOnExit is on" in notes
     else:
@@ -422,7 +467,54 @@ def test_notes(scenario: harness.Rendered) -> None:
 
 
 def test_default_install_has_no_monitoring_objects(defaults: harness.Rendered) -> None:
-    assert sorted(doc["kind"] for doc in defaults.documents) == ["DaemonSet", "Service", "ServiceAccount"]
+    kinds = sorted(doc["kind"] for doc in defaults.documents)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "Service", "ServiceAccount"]
+
+
+def test_default_install_uses_the_kubernetes_api(defaults: harness.Rendered) -> None:
+    role, binding = defaults.one("ClusterRole"), defaults.one("ClusterRoleBinding")
+    assert role["metadata"]["name"] == binding["metadata"]["name"] == "podbw"
+    assert role["rules"] == API_RULES
+    assert binding["roleRef"]["name"] == "podbw"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "podbw", "namespace": harness.RELEASE_NAMESPACE}]
+    assert defaults.one("ServiceAccount")["metadata"]["name"] == "podbw"
+    pod = pod_spec(defaults)
+    assert pod["serviceAccountName"] == "podbw" and pod["automountServiceAccountToken"] is True
+    assert "--kubernetes=on" in agent_container(defaults)["args"]
+    assert "kubectl annotate pod <pod> kubernetes.io/ingress-bandwidth=100M" in defaults.notes
+    assert "kubectl describe pod <pod>" in defaults.notes
+
+
+def test_kubernetes_api_off(rendered_scenarios, render) -> None:
+    for off in (scenario_named(rendered_scenarios, "cri-only-values.yaml"), render({"kubernetesApi": {"enabled": False}})):
+        assert off.kinds("ClusterRole") == off.kinds("ClusterRoleBinding") == []
+        assert off.one("ServiceAccount")["automountServiceAccountToken"] is False
+        assert pod_spec(off)["automountServiceAccountToken"] is False
+        args = agent_container(off)["args"]
+        assert "--kubernetes=off" in args and "--kubernetes=on" not in args
+        assert "read when the pod is created" in off.notes and "kubectl annotate" not in off.notes
+
+
+def test_rbac_create_false_keeps_the_api_source(render) -> None:
+    rendered = render({"rbac": {"create": False}})
+    assert rendered.kinds("ClusterRole") == rendered.kinds("ClusterRoleBinding") == []
+    assert pod_spec(rendered)["automountServiceAccountToken"] is True
+    assert "--kubernetes=on" in agent_container(rendered)["args"]
+    assert "rbac.create is false: ServiceAccount monitoring/podbw needs" in rendered.notes
+
+
+def test_rbac_binds_an_existing_service_account(rendered_scenarios, render) -> None:
+    rendered = render({"serviceAccount": {"create": False, "name": "node-agents"}, "namespaceOverride": "kube-system"})
+    assert rendered.kinds("ServiceAccount") == []
+    assert pod_spec(rendered)["serviceAccountName"] == "node-agents"
+    assert rendered.one("ClusterRoleBinding")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "node-agents", "namespace": "kube-system"}
+    ]
+    # A parent chart that brings its own account and permissions (ci/subchart-values.yaml).
+    subchart = scenario_named(rendered_scenarios, "subchart-values.yaml")
+    assert subchart.kinds("ServiceAccount") == subchart.kinds("ClusterRole") == []
+    assert pod_spec(subchart)["serviceAccountName"] == "platform-node-agents"
+    assert pod_spec(subchart)["automountServiceAccountToken"] is True
 
 
 def test_default_scenario_schedules_everywhere_as_node_critical(defaults: harness.Rendered) -> None:
@@ -525,6 +617,9 @@ def test_helm_numbers_render_as_helm_renders_them(render, monkeypatch: pytest.Mo
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"global": {"imagePullSecrets": [{"secret": "x"}]}}, "/global/imagePullSecrets/0"),
         ({"revisionHistoryLimit": -1}, "/revisionHistoryLimit"),
+        ({"kubernetesApi": {"enabled": "auto"}}, "/kubernetesApi/enabled"),
+        ({"rbac": {"create": "yes"}}, "/rbac/create"),
+        ({"rbac": {"pspEnabled": True}}, "/rbac"),
         ({"extraVolumeMounts": [{"name": "x"}]}, "/extraVolumeMounts/0"),
         ({"prometheusRule": {"disabled": {"PodbwNoSuchAlert": True}}}, "invalid propertyName 'PodbwNoSuchAlert'"),
         ({"prometheusRule": {"runbookUrl": "wiki/podbw"}}, "/prometheusRule/runbookUrl"),

@@ -153,6 +153,7 @@ certificate nor a password, and it cannot see what an existing Secret holds.
 {{- $args = append $args (printf "--netns-dir=%s" $agent.netnsDir) }}
 {{- $args = append $args (printf "--cri-timeout=%v" $agent.criTimeoutSeconds) }}
 {{- $args = append $args (printf "--resync-interval=%v" $agent.resyncIntervalSeconds) }}
+{{- $args = append $args (printf "--kubernetes=%s" (ternary "on" "off" .Values.kubernetesApi.enabled)) }}
 {{- $args = append $args (printf "--egress-mode=%s" $agent.egressMode) }}
 {{- if $agent.takeOverForeign }}
 {{- $args = append $args "--take-over-foreign" }}
