@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BOTH_LIMITS = {"kubernetes.io/ingress-bandwidth": "20M", "kubernetes.io/egress-bandwidth": "10M"}
-# README: "a pod with both limits and one interface costs **43** series, a pod without limits **23**
+# README: "a pod with both limits and one interface costs **45** series, a pod without limits **23**
 # (**11** with `--no-collector.unlimited-pods`)".
 README_NUMBERS = re.compile(
     r"both limits and one interface costs \*\*(\d+)\*\* series, a pod without limits \*\*(\d+)\*\*\s+"
@@ -69,6 +69,7 @@ def test_series_per_pod_are_the_readme_numbers(lab_factory, agent_factory) -> No
         **{f"podbw_qdisc_{what}": 2 for what in ("bytes_total", "packets_total", "drops_total", "overlimits_total",
                                                   "requeues_total", "backlog_bytes", "backlog_packets")},
         **{f"podbw_limit_{what}": 2 for what in ("rate_bytes_per_second", "burst_bytes", "queue_bytes")},
+        "podbw_limit_source": 2,
         "podbw_throughput_bytes_per_second": 2,
         "podbw_throughput_peak_bytes_per_second": 2,
         "podbw_shaping_state": 10,
