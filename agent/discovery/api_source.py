@@ -236,8 +236,9 @@ class ApiSource:
             log.debug("kubernetes: still unavailable: %s", reason)
 
 
-def api_source(settings: DiscoverySettings, health: HealthRecorder) -> ApiSource | None:
-    """The Kubernetes API source when the settings turn it on (resolve_kubernetes decided `auto`)."""
+def kube_client_factory(settings: DiscoverySettings) -> Callable[[], Any] | None:
+    """What makes a lightkube Client when the settings turn the API on (resolve_kubernetes
+    decided `auto`), else None."""
     if settings.kubernetes != KUBERNETES_ON or not settings.node_name:
         return None
     from agent.kube.config import load_config
@@ -246,4 +247,12 @@ def api_source(settings: DiscoverySettings, health: HealthRecorder) -> ApiSource
     def client() -> Any:  # made again after each failure: a kubeconfig that appears later is found
         return make_client(load_config(settings.kubeconfig, settings.service_account_dir), REQUEST_TIMEOUT_S)
 
+    return client
+
+
+def api_source(settings: DiscoverySettings, health: HealthRecorder) -> ApiSource | None:
+    """The Kubernetes API source when the settings turn it on."""
+    client = kube_client_factory(settings)
+    if client is None or not settings.node_name:
+        return None
     return ApiSource(settings.node_name, health, client)

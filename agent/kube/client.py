@@ -8,10 +8,9 @@ library error into a KubeError. The reflector (agent.kube.reflector) decides wha
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
+from agent.kube.client_slot import ClientSlot
 from agent.kube.errors import classify
 from agent.kube.reflector import Listing, WatchEvent
 from agent.model.annotations import ALL_KEYS
@@ -20,8 +19,6 @@ from agent.model.precedence import NAMESPACE_DEFAULT_KEYS
 
 if TYPE_CHECKING:
     from lightkube import Client
-
-log = logging.getLogger(__name__)
 
 LIST_CHUNK = 500
 """Objects per list page: a node has at most a few hundred pods; a cluster may have thousands of namespaces."""
@@ -80,10 +77,8 @@ class ResourceClient(Generic[Record]):
         """`pods on node N` or `namespaces`, for messages."""
         self._resource = resource
         self._record = record
-        self._client_factory = client_factory
         self._fields = fields
-        self._lock = threading.Lock()
-        self._client: Client | None = None
+        self._slot = ClientSlot(client_factory, what)
 
     def list(self) -> Listing[Record]:
         try:
@@ -133,19 +128,10 @@ class ResourceClient(Generic[Record]):
         return issubclass(self._resource, NamespacedResource)
 
     def _lightkube(self) -> Client:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
-            return self._client
+        return self._slot.get()
 
     def _drop(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception as err:  # closing a broken connection may fail too; it is gone either way
-                log.debug("closing the API client of %s: %s", self.what, err)
+        self._slot.drop()
 
 
 def pod_client(client_factory: Callable[[], Client], node_name: str) -> ResourceClient[ApiPod]:

@@ -11,17 +11,19 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
 from agent import __version__
-from agent.discovery.api_source import api_source
+from agent.discovery.api_source import api_source, kube_client_factory
 from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
 from agent.discovery.resolver import AnnotationResolver
+from agent.kube.events import ApiEventSink
 from agent.metrics.build_info import read_revision
 from agent.metrics.collector import PodbwCollector
 from agent.metrics.sampler import Sampler
 from agent.model.health import HealthRecorder
 from agent.model.log_fields import pod_fields
 from agent.netlink.socket import NetlinkSocketPool
+from agent.service.event_recorder import EventRecorder
 from agent.service.http import MetricsServer
 from agent.service.node_lock import NodeLock
 from agent.service.settings import AgentSettings
@@ -54,7 +56,15 @@ class Agent:
         self.registry = PodRegistry(resolve=resolver.resolve)
         if self.api is not None:
             self.api.subscribe(lambda change: self.registry.reresolve(change.affects, change.seen_at_monotonic_s))
-        self.reconciler = Reconciler(settings.shaping, self.health)
+        self.event_sink = self._event_sink()
+        self.events = (
+            EventRecorder(lambda: self.event_sink, settings.discovery.node_name or "", self.health)
+            if self.event_sink is not None
+            else None
+        )
+        self.reconciler = Reconciler(
+            settings.shaping, self.health, on_event=self.events.record if self.events else lambda event: None
+        )
         self.discovery = Discovery(self.registry, settings.discovery, self.health)
         # The ifb owner names exactly what this agent shapes: one runtime and its netns directory.
         self.node_lock = NodeLock(settings.shaping.ifb_owner)
@@ -94,6 +104,11 @@ class Agent:
         self._worker = threading.Thread(target=self._work_loop, name="podbw-reconcile", daemon=True)
         self._stopped = threading.Event()
 
+    def _event_sink(self) -> ApiEventSink | None:
+        """Pod Events go to the API the pods come from: only with the API source on."""
+        client_factory = kube_client_factory(self.settings.discovery)
+        return ApiEventSink(client_factory) if client_factory is not None else None
+
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         if not self._take_node_lock():
@@ -105,6 +120,8 @@ class Agent:
                 self.node_lock.scope,
             )
         self.registry.subscribe(self._on_pod_event)
+        if self.events is not None:
+            self.events.start()
         if self.overrides is not None:
             self.overrides.start()
         if self.api is not None:
@@ -148,6 +165,10 @@ class Agent:
             for pod in self.registry.pods():
                 self.reconciler.remove_limits(pod)
             self.reconciler.close()
+        if self.events is not None:
+            self.events.stop()
+        if self.event_sink is not None:
+            self.event_sink.close()
         self.pool.close_all()
         self.node_lock.release()
 

@@ -110,13 +110,13 @@ class Reconciler:
                 value = annotations.get(want.error_key, "")
                 problem = f"invalid:{want.error_key}:{value}:{want.error}"
                 self._report_once(pod, problem, lambda w=want, v=value: self._report_invalid(pod, w, v))
-        status = self._shape(pod, intent)
+        status, written = self._shape(pod, intent)
         for direction, current in status.directions.items():
             if current.state is ShapingState.FOREIGN:
                 self._report_once(pod, f"foreign:{direction.value}:{current.reason}",
                                   lambda d=direction, r=current.reason: self._report_foreign(pod, d, r))
         self._problems.end(pod.sandbox_id)
-        self._announce_limits(pod, self._statuses.get(pod.sandbox_id), status)
+        self._announce_limits(pod, self._statuses.get(pod.sandbox_id), status, written)
         self._publish(pod.sandbox_id, status)
         self._record_latency(pod.sandbox_id, status)
         return status
@@ -212,8 +212,16 @@ class Reconciler:
             ifb_owner=self._settings.ifb_owner,
         )
 
-    def _shape(self, pod: Pod, intent: Intent) -> PodShapingStatus:
+    def _shape(self, pod: Pod, intent: Intent) -> tuple[PodShapingStatus, frozenset[Direction]]:
+        """The pod's status after this pass, and the directions whose qdiscs it wrote."""
         devices = self._devices.get(pod.sandbox_id)
+        written: set[Direction] = set()
+
+        def done(op: Op, err: NetlinkError | None) -> None:
+            self._done(pod, op, err)
+            if err is None and op.direction is not None:
+                written.add(op.direction)
+
         try:
             host, host_writer = self._host()
             # Opening a pod's socket costs ~1 ms; keeping 250 open costs memory and file
@@ -229,7 +237,7 @@ class Reconciler:
                 elif steps.ops:
                     writers = Writers(host_writer, host, lambda: TcWriter(pod.netns_path))
                     try:
-                        failures = apply(steps.ops, writers, lambda op, err: self._done(pod, op, err))
+                        failures = apply(steps.ops, writers, done)
                     finally:
                         writers.close()
                     for direction, err in failures.items():
@@ -242,18 +250,18 @@ class Reconciler:
                             self._report_once(pod, f"error:{err}", lambda d=direction, e=err: self._report_failure(pod, d, e))
         except Gone as err:
             self._devices.pop(pod.sandbox_id, None)
-            return self._error_status(pod, intent, f"pod interface gone: {err}")
+            return self._error_status(pod, intent, f"pod interface gone: {err}"), frozenset(written)
         except NetlinkError as err:
             self._devices.pop(pod.sandbox_id, None)
             self._report_once(pod, f"error:{err}", lambda: self._report_failure(pod, None, err))
-            return self._error_status(pod, intent, str(err))
+            return self._error_status(pod, intent, str(err)), frozenset(written)
         return PodShapingStatus(
             sandbox_id=pod.sandbox_id,
             host_interface=devices.host_ifname,
             pod_ifindex=devices.pod_ifindex,
             directions=statuses,
             host_ifindex=devices.host_ifindex,
-        )
+        ), frozenset(written)
 
     @staticmethod
     def _observed(intent: Intent, steps: Plan) -> dict[Direction, DirectionStatus]:
@@ -337,11 +345,14 @@ class Reconciler:
         where = f"{direction.value} " if direction is not None else ""
         self._event(pod, SHAPING_FAILED, WARNING, f"{where}limit not applied: {err}; podbw retries at every resync")
 
-    def _announce_limits(self, pod: Pod, before: PodShapingStatus | None, after: PodShapingStatus) -> None:
-        """BandwidthLimitApplied when a direction's limit is in the kernel, Changed when it
-        changed there: with the numbers the kernel holds."""
+    def _announce_limits(
+        self, pod: Pod, before: PodShapingStatus | None, after: PodShapingStatus, written: frozenset[Direction]
+    ) -> None:
+        """BandwidthLimitApplied when this pass put a direction's limit in the kernel, Changed
+        when it changed it there: with the numbers the kernel holds. A limit adopted as it was
+        (a restart) was announced by the agent that wrote it."""
         for direction, now in after.directions.items():
-            if now.state is not ShapingState.APPLIED or now.params is None:
+            if now.state is not ShapingState.APPLIED or now.params is None or direction not in written:
                 continue
             was = before.directions.get(direction) if before is not None else None
             if was is not None and was.state is ShapingState.APPLIED and was.params == now.params:

@@ -21,7 +21,7 @@ from agent.lab.node import LabNode
 from agent.lab.spec import PodSpec
 from tests.integration.helpers import wait_for
 from tests.integration.kube_http import KubeHttp, WatchReader
-from tests.tools import kubectl
+from tests.integration.kubectl import Kubectl, table
 
 pytestmark = pytest.mark.root
 
@@ -49,30 +49,8 @@ def watches() -> Iterator[list[WatchReader]]:
         reader.close()
 
 
-class Kubectl:
-    def __init__(self, lab: LabNode, cache_dir: Path) -> None:
-        self.argv = [str(kubectl()), "--kubeconfig", lab.kubeconfig, "--cache-dir", str(cache_dir)]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=60)
-
-    def __call__(self, *args: str) -> str:
-        """stdout of a command that must succeed and print nothing on stderr."""
-        result = self.run(*args)
-        assert result.returncode == 0 and result.stderr == "", (args, result.returncode, result.stderr)
-        return result.stdout
-
-
 def _micro_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _table(text: str) -> list[dict[str, str]]:
-    """kubectl's columns, split where the header has two or more spaces."""
-    header, *rows = text.rstrip("\n").split("\n")
-    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1 : i + 1] == " " + c and header[i - 2 : i] == "  ")]
-    names = [header[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
-    return [{n: row[a:b].strip() for n, a, b in zip(names, starts, starts[1:] + [None])} for row in rows]
 
 
 def test_kubectl_get_annotate_and_describe(lab: LabNode, tmp_path: Path) -> None:
@@ -80,7 +58,7 @@ def test_kubectl_get_annotate_and_describe(lab: LabNode, tmp_path: Path) -> None
     api = KubeHttp(lab.kubeconfig)
     pods = {p.key: p for p in lab.pods()}
 
-    rows = _table(k("get", "pods", "-A", "-o", "wide"))
+    rows = table(k("get", "pods", "-A", "-o", "wide"))
     assert sorted((r["NAMESPACE"], r["NAME"]) for r in rows) == [("kube-system", "agent"), ("shop", "api"), ("shop", "web")]
     for row in rows:
         assert (row["READY"], row["STATUS"], row["NODE"]) == ("1/1", "Running", lab.node_name)
@@ -133,7 +111,7 @@ def test_kubectl_get_annotate_and_describe(lab: LabNode, tmp_path: Path) -> None
                         events_part[2]), events_part
     assert re.search(rf"^Node:\s+{lab.node_name}/", described, re.M)
     assert re.search(r"^Events:\s+<none>$", k("-n", "shop", "describe", "pod", "api"), re.M)
-    (row,) = _table(k("-n", "shop", "get", "events"))
+    (row,) = table(k("-n", "shop", "get", "events"))
     assert (row["TYPE"], row["REASON"], row["OBJECT"]) == ("Warning", "InvalidBandwidthAnnotation", "pod/web")
     assert k("get", "events.events.k8s.io", "-A", "-o", "name") == "event.events.k8s.io/web.podbw-test\n"
 
@@ -236,7 +214,7 @@ def test_restart_keeps_port_credentials_and_annotations_but_not_old_rvs(lab: Lab
         lab.compact_api_history()
     assert k.run("get", "pods", "-A", "--request-timeout=3s").returncode != 0
     lab.start_api_server()
-    assert sorted(r["NAME"] for r in _table(k("get", "pods", "-A"))) == ["agent", "web"]
+    assert sorted(r["NAME"] for r in table(k("get", "pods", "-A"))) == ["agent", "web"]
 
 
 def test_token_and_tls_are_required(lab: LabNode) -> None:
