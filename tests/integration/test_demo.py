@@ -182,11 +182,20 @@ def test_demo_shows_limits_changes_one_live_and_leaves_nothing(demo_run: DemoRun
     assert last[("shop/api", "ingress")].now.endswith("Mbit/s"), output
     assert last[("shop/web", "ingress")].now.endswith("Mbit/s"), output
 
-    # The agent's Events, read back with kubectl get events; "no ... yet" until the agent posts them.
-    events = {(m.group(2), m.group(3)): m.group(4) for line in lines if (m := EVENT_ROW.search(line))}
-    for reason, pod in (("InvalidBandwidthAnnotation", "broken"), ("BandwidthLimitChanged", "web")):
-        namespace = "jobs" if pod == "broken" else "shop"
-        assert (reason, pod) in events or f"no {reason} Event for {namespace}/{pod} yet" in output, output
+    # The agent's Events, read back with kubectl get events and shown as kubectl prints them.
+    events = {(m.group(2), m.group(3)): (m.group(1), m.group(4)) for line in lines if (m := EVENT_ROW.search(line))}
+    assert set(events) == {("InvalidBandwidthAnnotation", "broken"), ("BandwidthLimitChanged", "web")}, output
+    kind, note = events[("InvalidBandwidthAnnotation", "broken")]
+    assert kind == "Warning" and "kubernetes.io/ingress-bandwidth='10Mbps' is invalid" in note, output
+    kind, note = events[("BandwidthLimitChanged", "web")]
+    assert kind == "Normal" and note.startswith("ingress limited to 40 Mbit/s") and "was 20 Mbit/s" in note, output
+    changed_at = next(i for i, line in enumerate(lines) if EVENT_ROW.search(line) and "BandwidthLimitChanged" in line)
+    assert lines[changed_at - 2].endswith(
+        f"$ kubectl --kubeconfig {kubeconfig} get events -n shop "
+        "--field-selector involvedObject.name=web,reason=BandwidthLimitChanged"
+    ), output
+    assert took_hold_at < changed_at, output
+    assert "Event for" not in output, output  # no "no ... Event ... yet"
 
     # The exit report.
     assert "metrics were served at http://127.0.0.1:" in output
