@@ -224,7 +224,7 @@ def _set_up(
 def _kubectl(node: LabNode, say: Callable[[str], None]) -> Kubectl | None:
     path = find_kubectl()
     if path is None:
-        say(f"no kubectl found ({where_looked()}): the change midway goes through the annotations file")
+        say(f"no kubectl ({where_looked()}): the change midway goes through the annotations file")
         return None
     say(f"kubectl {path}: makes the change midway and reads the agent's Events")
     return Kubectl(path, node.kubeconfig)

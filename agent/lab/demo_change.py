@@ -32,7 +32,7 @@ def change_limit(kubectl: RunsKubectl | None, state_dir: str, show: Callable[[st
             return VIA_KUBECTL
         why = f"`{result.command}` failed: {result.error_line()}"
     else:
-        why = f"no kubectl found ({where_looked()})"
+        why = f"no kubectl ({where_looked()})"
     path = annotations_file(state_dir)
     show(f"{why}; writing the change to the agent's annotations file {path} instead")
     write_atomically(path, scenario.changed_annotations())

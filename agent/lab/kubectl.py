@@ -35,8 +35,12 @@ def find_kubectl(environ: Mapping[str, str] = os.environ) -> str | None:
     return shutil.which("kubectl", path=environ.get("PATH"))
 
 
-def where_looked() -> str:
-    return f"${ENV_VAR}, {tools_kubectl()}, PATH"
+def where_looked(environ: Mapping[str, str] = os.environ) -> str:
+    """Why find_kubectl found none, for the demo's message."""
+    chosen = environ.get(ENV_VAR, "")
+    if chosen:
+        return f"${ENV_VAR}={chosen} is not an executable"
+    return f"not at {tools_kubectl()} nor on PATH; ${ENV_VAR} names another"
 
 
 @dataclass(frozen=True)

@@ -36,5 +36,6 @@ def test_a_failing_kubectl_falls_back_to_the_file_and_says_why(tmp_path: Path) -
 def test_no_kubectl_falls_back_to_the_file(tmp_path: Path) -> None:
     shown: list[str] = []
     assert change_limit(None, str(tmp_path), shown.append) == VIA_FILE
-    assert shown[1].startswith("no kubectl found ($PODBW_KUBECTL, ")
+    assert shown[1].startswith("no kubectl (")
+    assert shown[1].endswith(f"writing the change to the agent's annotations file {annotations_file(str(tmp_path))} instead")
     assert Path(annotations_file(str(tmp_path))).exists()

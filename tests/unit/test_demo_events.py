@@ -1,13 +1,10 @@
-"""The demo's Event look-ups (a scripted kubectl, a fake clock) and where it finds kubectl."""
+"""The demo's Event look-ups, with a scripted kubectl and a fake clock."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Sequence
 
 from agent.lab.demo_events import EventLookups, EventQuery
-from agent.lab.kubectl import find_kubectl, tools_kubectl
 from tests.unit.kubectl_script import ScriptedKubectl
 
 QUERY = EventQuery("shop", "web", "BandwidthLimitChanged")
@@ -67,18 +64,3 @@ def test_a_failing_kubectl_is_named_when_the_time_is_up() -> None:
         "no BandwidthLimitChanged Event for shop/web yet "
         "(the demo ended; kubectl: error: You must be logged in to the server (Unauthorized))"
     ]
-
-
-def test_kubectl_is_the_env_choice_then_the_checkouts_then_path(tmp_path: Path) -> None:
-    chosen = tmp_path / "my-kubectl"
-    chosen.write_text("#!/bin/sh\n")
-    chosen.chmod(0o755)
-    on_path = tmp_path / "bin"
-    on_path.mkdir()
-    (on_path / "kubectl").write_text("#!/bin/sh\n")
-    (on_path / "kubectl").chmod(0o755)
-
-    assert find_kubectl({"PODBW_KUBECTL": str(chosen)}) == str(chosen)
-    assert find_kubectl({"PODBW_KUBECTL": str(tmp_path / "missing")}) is None
-    expected = tools_kubectl() if os.access(tools_kubectl(), os.X_OK) else str(on_path / "kubectl")
-    assert find_kubectl({"PATH": str(on_path)}) == expected
