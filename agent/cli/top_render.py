@@ -117,4 +117,5 @@ def render_rich(rows: Sequence[PodRow], title: str = "", footer: Sequence[str] =
         table.add_row(Text("(no pods)", style="dim"), *[""] * (len(HEADER) - 1))
     if not footer:
         return table
-    return Group(table, *(Text(line) for line in footer))
+    # One row per event: wrapped kubectl rows would push the newest events off a small terminal.
+    return Group(table, *(Text(line, no_wrap=True, overflow="ellipsis") for line in footer))

@@ -17,7 +17,8 @@ from agent.cli.top_render import render_plain, render_rich
 from agent.cli.top_rows import PodRow
 from agent.cli.top_sources import SourceError
 
-EVENTS_SHOWN = 6
+EVENTS_SHOWN = 8
+"""Enough for the demo's change: its kubectl command, the new limit, and the Event kubectl finds."""
 
 
 def _clock_text() -> str:

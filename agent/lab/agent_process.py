@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import agent
+from agent.lab import kube_process
 from agent.lab.config import LabConfig
 from agent.lab.errors import LabError
 
@@ -105,19 +106,35 @@ class AgentProcess:
                 self.proc.wait(timeout=5.0)
 
 
+def lab_agent_args(config: LabConfig, kubernetes: bool = True) -> list[str]:
+    """`podbw run` flags for an agent on this lab: its CRI socket, netns dir and, with
+    kubernetes, its API stand-in (the kubeconfig `podbw lab up` wrote, the lab's node name)."""
+    args = ["--cri-endpoint", f"unix://{config.socket}", "--netns-dir", config.netns_dir]
+    if kubernetes:
+        return [*args, "--kubeconfig", config.kubeconfig, "--node-name", config.node_name]
+    # Explicit: `auto` would turn the API on inside a cluster and then want a node name.
+    return [*args, "--kubernetes", "off"]
+
+
 def start_agent(
     config: LabConfig,
     port: int,
     log_path: str,
     extra_args: Sequence[str] = (),
     timeout_s: float = READY_TIMEOUT_S,
+    kubernetes: bool = True,
 ) -> AgentProcess:
-    """Start the agent on the lab's CRI socket and netns dir; return once /readyz says ready."""
+    """Start the agent on the lab's CRI socket, netns dir and (with kubernetes, as on a real
+    node) its Kubernetes API stand-in, which must be up; return once /readyz says ready."""
+    if kubernetes and kube_process.running_pid(config) is None:
+        raise LabError(
+            f"the Kubernetes API stand-in of lab {config.name!r} is not running (`podbw lab up` starts it); "
+            "start the agent with kubernetes=False to use CRI alone"
+        )
     address = f"127.0.0.1:{port}"
     argv = [
         sys.executable, "-m", "agent", "run",
-        "--cri-endpoint", f"unix://{config.socket}",
-        "--netns-dir", config.netns_dir,
+        *lab_agent_args(config, kubernetes),
         "--web.listen-address", address,
         *extra_args,
     ]

@@ -94,6 +94,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from agent.lab import cri_process
+    from agent.lab.agent_process import lab_agent_args
     from agent.lab.node import LabNode
     from agent.lab.spec import generic_pods, load_spec
 
@@ -111,6 +112,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"netns {cfg.netns_dir}, socket {cfg.socket if start_cri else '(none)'}"
     )
     print(f"Kubernetes API stand-in {node.api_server_url()}, node {cfg.node_name}: kubectl --kubeconfig {cfg.kubeconfig}")
+    print(f"an agent for it: podbw run {' '.join(lab_agent_args(cfg))}")
     return 0
 
 

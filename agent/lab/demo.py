@@ -1,7 +1,8 @@
 """`podbw demo`: a lab node, the agent, iperf3 traffic and a live view; all gone on exit.
 
-The order is that of a real node: pods first, the agent discovers them over CRI and shapes
-them, traffic runs, and midway one pod's limit changes through the agent's annotations file.
+The order is that of a real node: pods first, the agent discovers them over CRI and the lab's
+Kubernetes API stand-in and shapes them, traffic runs, and midway one pod's limit changes with
+`kubectl annotate`; the demo then shows the agent's Event about it with `kubectl get events`.
 The view (the caller's) watches the agent's /metrics like any user would. Teardown runs on a
 normal end, on Ctrl-C, SIGTERM or SIGHUP, and on errors; a second Ctrl-C cannot cut it short.
 """
@@ -13,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Iterator, Protocol
 
 import agent
@@ -21,11 +22,15 @@ from agent.lab import demo_scenario as scenario
 from agent.lab import process
 from agent.lab.agent_process import DEFAULT_PORT, AgentProcess, free_port, start_agent
 from agent.lab.config import LabConfig
+from agent.lab.demo_change import INITIAL_ANNOTATIONS, VIA_KUBECTL, annotations_file, change_limit, write_atomically
+from agent.lab.demo_events import EventLookups, EventQuery
 from agent.lab.demo_traffic import RunningFlow, start_flows, stop_flows
 from agent.lab.errors import LabError
+from agent.lab.kubectl import Kubectl, find_kubectl, where_looked
 from agent.lab.node import LabNode
 from agent.model.annotations import desired_shaping
 from agent.model.direction import Direction
+from agent.model.pod_events import INVALID_ANNOTATION, LIMIT_CHANGED
 
 TICK_S = 1.0
 TRAFFIC_SLACK_S = 120.0
@@ -59,8 +64,12 @@ class DemoSettings:
 class DemoResult:
     metrics_url: str = ""
     interrupted: bool = False
+    change_via: str = ""
+    """How the limit was changed midway: demo_change.VIA_KUBECTL or VIA_FILE."""
     change_seen_after_s: float | None = None
-    """How long after the annotations file changed the view showed the new limit."""
+    """How long after the change was made the view showed the new limit."""
+    event_lines: list[str] = field(default_factory=list)
+    """kubectl's lines for the agent's Events the demo found."""
 
 
 def dashboards_dir() -> str:
@@ -83,8 +92,9 @@ def run_demo(settings: DemoSettings, open_view: OpenView, say: Callable[[str], N
     with _signals_interrupt():
         try:
             running_agent, flows = _set_up(node, settings, result, say)
+            kubectl = _kubectl(node, say)
             with open_view(result.metrics_url) as view:
-                _timeline(view, settings, node, running_agent, result)
+                _timeline(view, settings, node, kubectl, running_agent, result)
         except KeyboardInterrupt:
             result.interrupted = True
         finally:
@@ -178,23 +188,27 @@ def _set_up(
         where = "host network (podbw leaves it alone)" if pod.host_network else f"ip={pod.ip} veth={pod.host_veth}"
         annotations = ", ".join(f"{k}={v}" for k, v in sorted(pod.annotations.items())) or "no annotations"
         say(f"  pod {pod.key} {where} sandbox={pod.sandbox_id} ({annotations})")
+    say(
+        f"Kubernetes API stand-in {node.api_server_url()} (the lab's; a real kube-apiserver cannot be installed "
+        f"here), node {node.node_name}, kubeconfig {node.kubeconfig}"
+    )
 
-    annotations_file = os.path.join(config.state_dir, "annotations.yaml")
-    _write_atomically(annotations_file, scenario.INITIAL_ANNOTATIONS)
+    overrides = annotations_file(config.state_dir)
+    write_atomically(overrides, INITIAL_ANNOTATIONS)
     port = settings.port or free_port(DEFAULT_PORT)
     running_agent = start_agent(
         config,
         port,
         log_path=os.path.join(config.state_dir, "agent.log"),
         extra_args=[
-            "--annotations-file", annotations_file,
+            "--annotations-file", overrides,
             "--egress-mode", settings.egress_mode,
             # Leaves no qdisc or ifb behind even if the lab's own teardown were interrupted.
             "--cleanup-on-exit",
         ],
     )
     result.metrics_url = running_agent.metrics_url
-    say(f"agent pid {running_agent.pid}: metrics at {result.metrics_url}, annotations file {annotations_file}")
+    say(f"agent pid {running_agent.pid}: metrics at {result.metrics_url}, pods from CRI and the Kubernetes API")
     # Traffic before the limits would show line-rate peaks that linger in the peak column.
     running_agent.wait_until_shaped(scenario.shaped_pods(), scenario.expected_limits())
     say("agent applied the limits: " + ", ".join(f"{k} {d}" for k, d in sorted(scenario.expected_limits())))
@@ -207,11 +221,28 @@ def _set_up(
     return running_agent, flows
 
 
+def _kubectl(node: LabNode, say: Callable[[str], None]) -> Kubectl | None:
+    path = find_kubectl()
+    if path is None:
+        say(f"no kubectl ({where_looked()}): the change midway goes through the annotations file")
+        return None
+    say(f"kubectl {path}: makes the change midway and reads the agent's Events")
+    return Kubectl(path, node.kubeconfig)
+
+
 def _timeline(
-    view: DemoView, settings: DemoSettings, node: LabNode, running_agent: AgentProcess, result: DemoResult
+    view: DemoView,
+    settings: DemoSettings,
+    node: LabNode,
+    kubectl: Kubectl | None,
+    running_agent: AgentProcess,
+    result: DemoResult,
 ) -> None:
-    annotations_file = os.path.join(node.config.state_dir, "annotations.yaml")
     target = _rate_bytes_per_s(scenario.LIMIT_AFTER)
+    lookups = EventLookups(kubectl, view.event) if kubectl else None
+    if lookups:
+        result.event_lines = lookups.found
+        lookups.look_for(EventQuery(scenario.INVALID_NAMESPACE, scenario.INVALID_NAME, INVALID_ANNOTATION))
     started_s = time.monotonic()
     change_at_s = started_s + settings.duration_s / 2
     end_s = started_s + settings.duration_s
@@ -223,12 +254,8 @@ def _timeline(
             break
         running_agent.check_running()
         if changed_s is None and now >= change_at_s:
-            view.event(
-                f"changing {scenario.CHANGED_POD} {scenario.CHANGED_DIRECTION} limit "
-                f"{scenario.LIMIT_BEFORE} -> {scenario.LIMIT_AFTER} (annotations file)"
-            )
-            _write_atomically(annotations_file, scenario.changed_annotations())
-            changed_s = now
+            result.change_via = change_limit(kubectl, node.config.state_dir, view.event)
+            changed_s = time.monotonic()
         view.refresh(f"{end_s - now:.0f} s left, Ctrl-C ends")
         if (
             changed_s is not None
@@ -236,17 +263,24 @@ def _timeline(
             and view.limit_bytes_per_s(scenario.CHANGED_POD, scenario.CHANGED_DIRECTION) == target
         ):
             result.change_seen_after_s = time.monotonic() - changed_s
+            done = "kubectl annotate returned" if result.change_via == VIA_KUBECTL else "the file was written"
             view.event(
                 f"{scenario.CHANGED_POD} {scenario.CHANGED_DIRECTION} limit is now {scenario.LIMIT_AFTER} "
-                f"(shown by the agent's /metrics {result.change_seen_after_s:.1f} s after the change)"
+                f"(shown by the agent's /metrics {result.change_seen_after_s:.1f} s after {done})"
             )
+            if lookups:
+                lookups.look_for(EventQuery(scenario.CHANGED_NAMESPACE, scenario.CHANGED_NAME, LIMIT_CHANGED))
             view.refresh(f"{end_s - time.monotonic():.0f} s left", force=True)
+        if lookups:
+            lookups.poll()
         next_s += TICK_S
         if next_s < time.monotonic():  # a slow refresh: skip the missed ticks, no burst
             next_s = time.monotonic() + TICK_S
         time.sleep(max(0.0, min(next_s, end_s) - time.monotonic()))
     if changed_s is not None and result.change_seen_after_s is None:
         view.event(f"the new {scenario.CHANGED_POD} limit did not show within the demo")
+    if lookups:
+        lookups.finish()
     view.refresh("done", force=True)
 
 
@@ -254,14 +288,6 @@ def _rate_bytes_per_s(quantity: str) -> float:
     params = desired_shaping({scenario.CHANGED_KEY: quantity})[Direction(scenario.CHANGED_DIRECTION)].params
     assert params is not None
     return float(params.rate_bytes_per_s)
-
-
-def _write_atomically(path: str, text: str) -> None:
-    # The agent watches the directory: a rename is one event with the whole new content.
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -15,19 +15,26 @@ from agent.model.annotations import EGRESS_BANDWIDTH, INGRESS_BANDWIDTH, desired
 
 LAB_NAME = "demo"
 
-CHANGED_POD = "shop/web"
+CHANGED_NAMESPACE = "shop"
+CHANGED_NAME = "web"
+CHANGED_POD = f"{CHANGED_NAMESPACE}/{CHANGED_NAME}"
 CHANGED_KEY = INGRESS_BANDWIDTH
 CHANGED_DIRECTION = "ingress"
 LIMIT_BEFORE = "20M"
 LIMIT_AFTER = "40M"
 
+INVALID_NAMESPACE = "jobs"
+INVALID_NAME = "broken"
+
 PODS = (
-    PodSpec("web", "shop", {INGRESS_BANDWIDTH: LIMIT_BEFORE, EGRESS_BANDWIDTH: "10M"}, labels={"app": "web"}),
+    PodSpec(
+        CHANGED_NAME, CHANGED_NAMESPACE, {INGRESS_BANDWIDTH: LIMIT_BEFORE, EGRESS_BANDWIDTH: "10M"}, labels={"app": "web"}
+    ),
     PodSpec("api", "shop", {INGRESS_BANDWIDTH: "50M"}, labels={"app": "api"}),
     PodSpec("cart", "shop", {EGRESS_BANDWIDTH: "5M"}, labels={"app": "cart"}),
     PodSpec("batch", "jobs", {}, labels={"app": "batch"}),
     # `Mbps` is not a Kubernetes quantity suffix: podbw reports it invalid and leaves it alone.
-    PodSpec("broken", "jobs", {INGRESS_BANDWIDTH: "10Mbps"}, labels={"app": "broken"}),
+    PodSpec(INVALID_NAME, INVALID_NAMESPACE, {INGRESS_BANDWIDTH: "10Mbps"}, labels={"app": "broken"}),
     # Shares the node's namespace: limiting it would limit the node. podbw never sees it.
     PodSpec("node-agent", "kube-system", {EGRESS_BANDWIDTH: "1M"}, host_network=True),
 )
@@ -58,16 +65,19 @@ FLOWS = (
 )
 
 
+def annotate_args() -> list[str]:
+    """kubectl's arguments for the change midway, as a user would make it."""
+    return ["annotate", "pod", "-n", CHANGED_NAMESPACE, CHANGED_NAME, f"{CHANGED_KEY}={LIMIT_AFTER}", "--overwrite"]
+
+
 def changed_annotations() -> str:
-    """The annotations file written midway (YAML, `namespace/name: {key: value}`)."""
+    """The annotations file written midway when kubectl cannot make the change."""
     return (
-        "# written by podbw demo: overrides the pod's CRI annotations while the agent runs\n"
+        "# written by podbw demo: overrides the pod's annotations while the agent runs\n"
         f"{CHANGED_POD}:\n"
         f"  {CHANGED_KEY}: {LIMIT_AFTER}\n"
     )
 
-
-INITIAL_ANNOTATIONS = "# podbw demo: no overrides yet\n"
 
 
 def expected_limits() -> set[tuple[str, str]]:

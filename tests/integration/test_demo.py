@@ -1,5 +1,6 @@
-"""`podbw demo` end to end: it shows the pods with their limits, the live limit change takes
-hold, and afterwards nothing of it is left (namespaces, links, processes, files)."""
+"""`podbw demo` end to end: it shows the pods with their limits, the live limit change made with
+the real kubectl takes hold, and afterwards nothing of it is left (namespaces, links, processes,
+files)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from agent.lab.config import LabConfig
 from agent.lab.node import LabNode
 from agent.model.ownership import ifb_name as podbw_ifb_name
 from tests.integration.conftest import new_lab_config
+from tests.tools import kubectl
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +33,10 @@ POD_LINE = re.compile(r"^  pod (\S+) (?:ip=\S+ veth=(\S+)|host network.*?) sandb
 AGENT_LINE = re.compile(r"^agent pid (\d+): metrics at (http://127\.0\.0\.1:\d+/metrics)")
 TRAFFIC_LINE = re.compile(r"^  traffic .* \(iperf3 pids (\d+) -> (\d+)\)$")
 CHANGE_LINE = re.compile(r"changing shop/web ingress limit 20M -> 40M")
-TOOK_HOLD_LINE = re.compile(r"shop/web ingress limit is now 40M")
+TOOK_HOLD_LINE = re.compile(
+    r"shop/web ingress limit is now 40M \(shown by the agent's /metrics [\d.]+ s after kubectl annotate returned\)"
+)
+EVENT_ROW = re.compile(r"\s(Normal|Warning)\s+(\w+)\s+pod/(\S+)\s+(.*)$")
 
 
 @dataclass
@@ -78,7 +83,7 @@ def demo_lab() -> Iterator[LabConfig]:
 
 @pytest.fixture
 def demo_run(demo_lab: LabConfig) -> Iterator[DemoRun]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PODBW_KUBECTL": str(kubectl())}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "demo", "--duration", str(DURATION_S), "--output", "plain",
          "--demo-lab", demo_lab.name],
@@ -141,6 +146,13 @@ def test_demo_shows_limits_changes_one_live_and_leaves_nothing(demo_run: DemoRun
     change_at = next(i for i, line in enumerate(demo_run.lines()) if CHANGE_LINE.search(line))
     took_hold_at = next(i for i, line in enumerate(demo_run.lines()) if TOOK_HOLD_LINE.search(line))
     assert change_at < took_hold_at
+    lines = demo_run.lines()
+    # The change went through the lab's API stand-in with the real kubectl, as on a cluster.
+    kubeconfig = demo_run.config.kubeconfig
+    assert lines[change_at + 1].endswith(
+        f"$ kubectl --kubeconfig {kubeconfig} annotate pod -n shop web kubernetes.io/ingress-bandwidth=40M --overwrite"
+    ), output
+    assert lines[change_at + 2].endswith("pod/web annotated"), output
     before = [rows for at, rows in tables if at < change_at]
     after = [rows for at, rows in tables if at > took_hold_at]
     assert before and after, output
@@ -169,6 +181,21 @@ def test_demo_shows_limits_changes_one_live_and_leaves_nothing(demo_run: DemoRun
     last = tables[-1][1]
     assert last[("shop/api", "ingress")].now.endswith("Mbit/s"), output
     assert last[("shop/web", "ingress")].now.endswith("Mbit/s"), output
+
+    # The agent's Events, read back with kubectl get events and shown as kubectl prints them.
+    events = {(m.group(2), m.group(3)): (m.group(1), m.group(4)) for line in lines if (m := EVENT_ROW.search(line))}
+    assert set(events) == {("InvalidBandwidthAnnotation", "broken"), ("BandwidthLimitChanged", "web")}, output
+    kind, note = events[("InvalidBandwidthAnnotation", "broken")]
+    assert kind == "Warning" and "kubernetes.io/ingress-bandwidth='10Mbps' is invalid" in note, output
+    kind, note = events[("BandwidthLimitChanged", "web")]
+    assert kind == "Normal" and note.startswith("ingress limited to 40 Mbit/s") and "was 20 Mbit/s" in note, output
+    changed_at = next(i for i, line in enumerate(lines) if EVENT_ROW.search(line) and "BandwidthLimitChanged" in line)
+    assert lines[changed_at - 2].endswith(
+        f"$ kubectl --kubeconfig {kubeconfig} get events -n shop "
+        "--field-selector involvedObject.name=web,reason=BandwidthLimitChanged"
+    ), output
+    assert took_hold_at < changed_at, output
+    assert "Event for" not in output, output  # no "no ... Event ... yet"
 
     # The exit report.
     assert "metrics were served at http://127.0.0.1:" in output
