@@ -138,6 +138,8 @@ def configure(settings: LogSettings, default_level: str) -> None:
     root.setLevel(PYTHON_LEVELS[settings.level or default_level])
     # apscheduler logs every job run at INFO: one line per second is noise, not an event.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx2 logs every API request (each watch, each Event) at INFO; podbw logs what they mean.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
