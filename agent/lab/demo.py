@@ -207,14 +207,17 @@ def _set_up(
             "--cleanup-on-exit",
         ],
     )
-    result.metrics_url = running_agent.metrics_url
-    say(f"agent pid {running_agent.pid}: metrics at {result.metrics_url}, pods from CRI and the Kubernetes API")
-    # Traffic before the limits would show line-rate peaks that linger in the peak column.
-    running_agent.wait_until_shaped(scenario.shaped_pods(), scenario.expected_limits())
-    say("agent applied the limits: " + ", ".join(f"{k} {d}" for k, d in sorted(scenario.expected_limits())))
-
-    by_key = {pod.key: pod for pod in lab_pods}
-    flows = start_flows(node, by_key, scenario.FLOWS, settings.duration_s + TRAFFIC_SLACK_S)
+    try:
+        result.metrics_url = running_agent.metrics_url
+        say(f"agent pid {running_agent.pid}: metrics at {result.metrics_url}, pods from CRI and the Kubernetes API")
+        # Traffic before the limits would show line-rate peaks that linger in the peak column.
+        running_agent.wait_until_shaped(scenario.shaped_pods(), scenario.expected_limits())
+        say("agent applied the limits: " + ", ".join(f"{k} {d}" for k, d in sorted(scenario.expected_limits())))
+        by_key = {pod.key: pod for pod in lab_pods}
+        flows = start_flows(node, by_key, scenario.FLOWS, settings.duration_s + TRAFFIC_SLACK_S)
+    except BaseException:
+        running_agent.stop()  # the caller's teardown never got it: stop it before the lab goes
+        raise
     for flow in flows:
         server_pid, client_pid = flow.pids
         say(f"  traffic {flow.flow.describe()} (iperf3 pids {client_pid} -> {server_pid})")
