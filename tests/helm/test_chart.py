@@ -539,7 +539,7 @@ def test_disabled_alerts_and_runbook_url(rendered_scenarios) -> None:
     [rule] = scenario_named(rendered_scenarios, "subchart-values.yaml").kinds("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert "PodbwLimitSaturated" not in alerts and "PodbwNodeWithoutAgent" not in alerts
-    assert len(alerts) == 9
+    assert len(alerts) == 10
     assert alerts["PodbwAgentDown"]["annotations"]["runbook_url"] == "https://wiki.example.com/podbw/runbook#podbwagentdown"
     assert alerts["PodbwAgentDown"]["labels"] == {"severity": "critical", "team": "platform-network"}
 

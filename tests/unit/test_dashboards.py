@@ -225,7 +225,7 @@ def test_every_panel_query_parses(dashboards: dict[str, dict[str, Any]], tmp_pat
 def test_alert_rules_pass_promtool_check() -> None:
     result = _promtool("check", "rules", DASHBOARDS / "alerts.rules.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 @needs_promtool
@@ -241,7 +241,8 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert alerts == {
         "PodbwLimitSaturated", "PodbwQdiscDrops", "PodbwInvalidAnnotation", "PodbwForeignQdisc",
         "PodbwShapingErrors", "PodbwAgentDown", "PodbwNodeWithoutAgent", "PodbwAgentsAbsent",
-        "PodbwSamplerStalled", "PodbwCollectorFailing", "PodbwReconcileLatencyHigh",
+        "PodbwSamplerStalled", "PodbwCollectorFailing", "PodbwKubernetesApiUnavailable",
+        "PodbwReconcileLatencyHigh",
     }
     tests = yaml.safe_load((DASHBOARDS / "alerts.test.yaml").read_text())
     firing: set[str] = set()
