@@ -267,10 +267,30 @@ def agent() -> c.Section:
         )),
         c.UNIT_OPS,
     )
+    sources = c.timeseries(
+        "Discovery sources",
+        "1 while a source of pods works: cri (the runtime; shaping needs it), kubernetes (the API's "
+        "current annotations, namespace defaults and pod Events; CRI alone keeps shaping while it "
+        "is 0), netns (only with --cri-endpoint none).",
+        c.targets((f"max by (source) (podbw_discovery_up{{{c.AGENT}}})", "{{source}}")),
+        c.UNIT_COUNT,
+        legend_calcs=("lastNotNull", "min"),
+    )
+    events = c.timeseries(
+        "Pod Events",
+        "Pod Events podbw raised per rate interval, by what became of them: ok (posted), error (the API "
+        "refused or failed), rate_limited, dropped, no_api. Empty while none was raised.",
+        c.targets((
+            f"sum by (result) (increase(podbw_pod_events_total{{{c.AGENT}}}{c.RATE}))",
+            "{{result}}",
+        )),
+        c.UNIT_COUNT,
+    )
     return c.Section(
         "Agent",
         "Health of the podbw agent on this node.",
-        [(sample, 8, 8), (reconcile, 8, 8), (errors, 8, 8), (pods, 12, 7), (operations, 12, 7)],
+        [(sample, 8, 8), (reconcile, 8, 8), (errors, 8, 8), (pods, 12, 7), (operations, 12, 7),
+         (sources, 12, 7), (events, 12, 7)],
     )
 
 

@@ -209,7 +209,9 @@ def running_stack(
         by_name = {pod.name: pod for pod in lab.up(pods)}
         for name in foreign:
             add_foreign_qdisc(by_name[name])
-        agent = AgentProcess(lab, ["--sample-interval", "1", *agent_args]).start()
+        # With the lab's API stand-in, as the chart runs it: pod Events and the kubernetes source exported too.
+        api = ["--kubeconfig", lab.kubeconfig, "--node-name", lab.node_name]
+        agent = AgentProcess(lab, ["--sample-interval", "1", *api, *agent_args]).start()
         prometheus = PrometheusProcess(workdir, (f"127.0.0.1:{agent.port}",))
         prometheus.start()
         stack = Stack(lab, by_name, agent, prometheus)
