@@ -4,10 +4,15 @@ The library does the protocol: the list's pagination and resourceVersion, the wa
 resumption from the last resourceVersion when the server ends it, bookmarks (asked for by
 ApiTransport). This module picks the objects, keeps what podbw needs of them, and turns every
 library error into a KubeError. The reflector (agent.kube.reflector) decides what to do next.
+
+Pods and namespaces are read as lightkube's generic resources: only their metadata is decoded.
+A BOOKMARK's object is an empty object of the kind (a Pod's has `spec.containers: null`), which
+the typed Pod model refuses; and a pod's spec and status are not podbw's to pay for.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 from agent.kube.client_slot import ClientSlot
@@ -134,17 +139,26 @@ class ResourceClient(Generic[Record]):
         self._slot.drop()
 
 
+@functools.cache
+def _generic_resources() -> tuple[type, type]:
+    """(Pod, Namespace) as generic resources; lightkube's registry takes each kind once."""
+    from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+    return (
+        create_namespaced_resource("", "v1", "Pod", "pods", verbs=["list", "watch", "global_list", "global_watch"]),
+        create_global_resource("", "v1", "Namespace", "namespaces", verbs=["list", "watch"]),
+    )
+
+
 def pod_client(client_factory: Callable[[], Client], node_name: str) -> ResourceClient[ApiPod]:
     """The pods scheduled to `node_name` (fieldSelector=spec.nodeName=<node>)."""
-    from lightkube.resources.core_v1 import Pod
-
+    pods, _ = _generic_resources()
     return ResourceClient(
-        f"pods on node {node_name}", Pod, pod_record, client_factory, fields={"spec.nodeName": node_name}
+        f"pods on node {node_name}", pods, pod_record, client_factory, fields={"spec.nodeName": node_name}
     )
 
 
 def namespace_client(client_factory: Callable[[], Client]) -> ResourceClient[ApiNamespace]:
-    from lightkube.resources.core_v1 import Namespace
-
-    return ResourceClient("namespaces", Namespace, namespace_record, client_factory)
+    _, namespaces = _generic_resources()
+    return ResourceClient("namespaces", namespaces, namespace_record, client_factory)
 

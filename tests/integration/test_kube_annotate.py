@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.lab.kube_process import ApiServerSettings
 from agent.lab.node import LabNode
 from agent.lab.state import LabPod
 from agent.lab.spec import PodSpec
@@ -28,6 +29,7 @@ NS_DEFAULT_EG = "podbw.io/default-egress-bandwidth"
 WAIT_S = 10.0
 CHANGE_BUDGET_S = 1.0
 """Issue 13: a change reaches the kernel within a second of its watch event."""
+BOOKMARK_EVERY_S = 1.0
 PODS = [
     PodSpec("web", "shop", {IN: "10M"}),
     PodSpec("api", "shop", {}),
@@ -79,6 +81,7 @@ def changed_within_budget(k: Kubectl, args: list[str], condition) -> float:
 @pytest.fixture
 def lab(lab_factory) -> LabNode:
     node = lab_factory()
+    node.api_settings = ApiServerSettings(bookmark_interval_s=BOOKMARK_EVERY_S)
     node.up(PODS, pod_events=False)
     return node
 
@@ -126,7 +129,12 @@ def test_kubectl_annotate_changes_the_kernel_live_and_describe_pod_tells_why(
     assert egress_rate(api) is None and egress_rate(batch) == bytes_per_s(5_000_000) and ingress_rate(web) is None
     assert kernel_writes(agent) == writes_before
     assert agent.sample("podbw_pod_events_total", result="ok") >= 4
+    time.sleep(3 * BOOKMARK_EVERY_S)
+    counts = lab.api_request_counts()
+    # Bookmarks (an empty Pod, `spec.containers: null`) move the watch on; they never cost a relist.
+    assert (counts.get("list pods"), counts.get("watch pods")) == (1, 1), counts
     log = agent.log_text()
+    assert "kubernetes: " not in log, agent.log_tail()  # the API source never went down
     assert "Traceback" not in log and "HTTP Request:" not in log, agent.log_tail()  # no line per API request
     print(f"kubectl annotate returned -> limit in the kernel: {', '.join(f'{s * 1000:.0f} ms' for s in took_s)}")
 
