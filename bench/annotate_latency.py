@@ -32,6 +32,8 @@ starts is torn down in a finally. Needs root and the real kubectl in .tools/bin
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import re
 import platform
@@ -156,7 +158,11 @@ class Results:
     shaped_s: float = 0.0
     changes: list[Change] = field(default_factory=list)
     events_ok: float = 0.0
+    events_rate_limited: float = 0.0
     kubectl_version: str = ""
+    bookmark_interval_s: float = 0.0
+    api_requests: dict[str, int] = field(default_factory=dict)
+    agent_errors: list[str] = field(default_factory=list)
 
 
 def annotate(kubectl: list[str], pod: LabPod, value: str, tbf: HostTbf, ifindex: int, poll_s: float) -> Change:
@@ -193,16 +199,27 @@ def annotate(kubectl: list[str], pod: LabPod, value: str, tbf: HostTbf, ifindex:
 # ---- run ------------------------------------------------------------------------------------
 
 
+def agent_errors(log_text: str) -> list[str]:
+    """The agent's ERROR lines, each distinct message once (resourceVersions left out), with a count."""
+    counts: dict[str, int] = {}
+    for line in log_text.splitlines():
+        if "level=ERROR" in line:
+            message = re.sub(r"resourceVersion \d+", "resourceVersion N", line.split(" msg=", 1)[-1])
+            counts[message] = counts.get(message, 0) + 1
+    return [f"{n}x {message}" for message, n in counts.items()]
+
+
 def run(args: argparse.Namespace) -> Results:
     if not os.access(KUBECTL, os.X_OK):
         raise SystemExit(f"{KUBECTL} is missing: run `bash scripts/install.sh` (or `make install`)")
-    r = Results(pods=args.pods, poll_ms=args.poll_ms)
+    r = Results(pods=args.pods, poll_ms=args.poll_ms, bookmark_interval_s=args.bookmark_interval_s)
     r.load_before = os.getloadavg()
     r.calibration_us = calibrate_us()
     r.kubectl_version = subprocess.run([str(KUBECTL), "version", "--client"], capture_output=True,
                                        text=True, timeout=30).stdout.splitlines()[0]
     lab = LabNode(bench_lab_config())
-    lab.api_settings = ApiServerSettings(log_level="debug")  # a log line per request: (c)
+    # log_level debug: a log line per request, for (c)
+    lab.api_settings = ApiServerSettings(bookmark_interval_s=args.bookmark_interval_s, log_level="debug")
     agent: AgentProcess | None = None
     tbf: HostTbf | None = None
     cache = tempfile.TemporaryDirectory(prefix="podbw-bench-kcache-")
@@ -250,6 +267,9 @@ def run(args: argparse.Namespace) -> Results:
 
         scrape = agent.scrape()
         r.events_ok = scrape.get(("podbw_pod_events_total", frozenset({("result", "ok")})), 0.0)
+        r.events_rate_limited = scrape.get(("podbw_pod_events_total", frozenset({("result", "rate_limited")})), 0.0)
+        r.api_requests = lab.api_request_counts()
+        r.agent_errors = agent_errors(agent.log_text())
         if not agent.running:
             raise RuntimeError(f"agent died during the run:\n{agent.log_tail()}")
         if "Traceback" in agent.log_text():
@@ -294,11 +314,18 @@ def render(r: Results, label: str) -> str:
         f"`{INGRESS}: {INITIAL_RATE}`; the agent with its API source (defaults otherwise); "
         f"{len(r.changes)} changes to {' / '.join(CHANGED_RATES)} with {r.kubectl_version.strip()}, "
         f"one at a time, each on another pod; the host veth's root qdisc polled every "
-        f"{r.poll_ms:g} ms over netlink.",
+        f"{r.poll_ms:g} ms over netlink; the API stand-in sends a watch bookmark every "
+        f"{r.bookmark_interval_s:g} s.",
         "",
         f"Bring-up: lab pods {r.lab_up_s:.0f} s, agent ready {r.agent_ready_s:.1f} s, every pod's "
         f"limit in the kernel {r.shaped_s:.1f} s after the agent started. Events posted by the "
-        f"agent (`podbw_pod_events_total{{result=\"ok\"}}`): {r.events_ok:.0f}.",
+        f"agent (`podbw_pod_events_total`): {r.events_ok:.0f} ok, {r.events_rate_limited:.0f} "
+        "rate limited (the agent's bucket).",
+        "",
+        "API requests served: " + ", ".join(f"{k} {v}" for k, v in sorted(r.api_requests.items())) + ".",
+        "",
+        "Agent ERROR lines: " + ("none." if not r.agent_errors else ""),
+        *(["", "```", *r.agent_errors, "```"] if r.agent_errors else []),
         "",
         "| measure | p50 | p99 | max | min |",
         "| --- | --- | --- | --- | --- |",
@@ -351,8 +378,11 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--poll-ms", type=float, default=2.0, help="kernel polling interval")
     parser.add_argument("--gap-s", type=float, default=0.5, help="pause between changes")
+    parser.add_argument("--bookmark-interval-s", type=float, default=ApiServerSettings().bookmark_interval_s,
+                        help="seconds between the API stand-in's watch bookmarks (a real apiserver: about 60)")
     parser.add_argument("--label", default="Latest run")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--json", type=Path, help="also write every change's timings here")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -363,6 +393,8 @@ def main() -> int:
     print()
     print(section)
     write_report(args.output, args.label, section)
+    if args.json is not None:
+        args.json.write_text(json.dumps([dataclasses.asdict(c) for c in results.changes], indent=1))
     log(f"wrote {args.output}")
     return 0
 
