@@ -1,4 +1,4 @@
-.PHONY: install test unit integration demo stubs clean-lab bench dashboards chart-docs pictures lock
+.PHONY: install test unit integration demo stubs clean-lab bench bench-annotate dashboards chart-docs pictures lock
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,10 @@ stubs: install
 
 bench: install
 	$(PY) bench/shaping.py
+
+# kubectl annotate -> limit in the kernel through the API source, 100 pods, 100 changes (issue 13).
+bench-annotate: install
+	$(PY) bench/annotate_latency.py
 
 clean-lab:
 	-$(VENV)/bin/podbw lab down --all

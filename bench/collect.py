@@ -16,12 +16,15 @@ node_exporter on loopback. Measured, in this order:
   4. agent RSS (psutil, max over the run);
   5. node_exporter scraped in full and with `collect[]=netdev`, 50 scrapes each, and its RSS.
 
+With --kubernetes the agent also runs its Kubernetes API source (`--kubeconfig`, `--node-name`)
+against the lab's API stand-in, which serves the same pods (issue 13's cost of the API source).
+
 It takes /tmp/podbw-bench.lock (flock(2), the lock `flock /tmp/podbw-bench.lock cmd` takes)
 for the whole run, so it never overlaps with the shaping benchmark; don't wrap it in flock(1)
 as well (a second open of the lock file would wait for itself). Everything it starts is torn
 down in a finally. Needs root.
 
-    .venv/bin/python bench/collect.py [--pods 250] [--output bench/results/collect.md]
+    .venv/bin/python bench/collect.py [--pods 250] [--kubernetes] [--output bench/results/collect.md]
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from agent.lab import links, traffic  # noqa: E402
 from agent.lab.config import LabConfig  # noqa: E402
+from agent.lab.kube_process import ApiServerSettings  # noqa: E402
 from agent.lab.node import LabNode  # noqa: E402
 from agent.lab.spec import PodSpec  # noqa: E402
 from agent.lab.state import LabPod  # noqa: E402
@@ -282,6 +286,9 @@ class Results:
     rate: str
     pairs: int
     egress_mode: str = "pod"
+    kubernetes: bool = False
+    bookmark_interval_s: float = 0.0
+    api_requests: dict[str, int] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     calibration_us: float = 0.0
@@ -568,7 +575,11 @@ def render(r: Results, label: str) -> str:
         f"{r.load_after[0]:.2f} after (the machine is shared). {r.pods} pods, each "
         f"`{r.rate}` in both directions ({r.limits_applied} TBFs applied by the agent, egress "
         f"mode `{r.egress_mode}`); iperf3 TCP on {r.pairs} pod pairs throughout; agent "
-        "`--sample-interval 1`, default resync (30 s); scrapes ask for gzip, as Prometheus does.",
+        "`--sample-interval 1`, default resync (30 s); scrapes ask for gzip, as Prometheus does. "
+        + (f"Kubernetes API source **on** (the lab's API stand-in, a watch bookmark every "
+           f"{r.bookmark_interval_s:g} s; requests served: "
+           + ", ".join(f"{k} {v}" for k, v in sorted(r.api_requests.items())) + ")."
+           if r.kubernetes else "Kubernetes API source off (CRI only)."),
         "",
         f"Bring-up: lab pods {r.lab_up_s:.0f} s, agent ready {r.agent_ready_s:.1f} s, every limit "
         f"applied and sampled {r.shaped_s:.1f} s after the agent started.",
@@ -584,6 +595,8 @@ def render(r: Results, label: str) -> str:
         f"{percentile(r.busy_wall_ms, 50):.1f} ms | | | |",
         f"| agent process CPU over {r.agent_cpu_window_s:.0f} s / passes ({r.agent_passes:.0f}), "
         f"incl. discovery, resync, HTTP idle | {agent_cpu_pass_ms:.1f} ms | | | |",
+        f"| agent process CPU per second, same window | "
+        f"{r.agent_cpu_s / max(r.agent_cpu_window_s, 1e-9) * 1000:.1f} ms | | | |",
         f"| agent's own `podbw_sample_duration_seconds` mean (wall) | "
         f"{r.agent_pass_wall_mean_ms:.1f} ms | | | |",
         f"| `/metrics` p50, 1 scraper (podbw) vs full scrape (node_exporter) | "
@@ -648,10 +661,12 @@ def write_report(path: Path, label: str, section: str) -> None:
 
 
 def run(args: argparse.Namespace) -> Results:
-    r = Results(pods=args.pods, rate=args.rate, pairs=args.pairs, egress_mode=args.egress_mode)
+    r = Results(pods=args.pods, rate=args.rate, pairs=args.pairs, egress_mode=args.egress_mode,
+                kubernetes=args.kubernetes, bookmark_interval_s=args.bookmark_interval_s)
     r.load_before = os.getloadavg()
     r.calibration_us = calibrate_us()
     lab = LabNode(bench_lab_config())
+    lab.api_settings = ApiServerSettings(bookmark_interval_s=args.bookmark_interval_s)
     agent: AgentProcess | None = None
     load = Traffic()
     watch: RssWatch | None = None
@@ -663,13 +678,16 @@ def run(args: argparse.Namespace) -> Results:
         log(f"lab up in {r.lab_up_s:.1f} s")
 
         t0 = time.monotonic()
+        api_args = ["--kubeconfig", lab.kubeconfig, "--node-name", lab.node_name] if args.kubernetes else []
         agent = AgentProcess(
             lab,
-            ["--sample-interval", "1", "--egress-mode", args.egress_mode],
+            ["--sample-interval", "1", "--egress-mode", args.egress_mode, *api_args],
             env={"PYTHONPATH": AGENT_HOOKS},  # the sampler's per-pass debug line, nothing else
         )
         agent.start(ready_timeout_s=120)
         r.agent_ready_s = time.monotonic() - t0
+        if args.kubernetes:
+            agent.wait_for_sample("podbw_discovery_up", 60, predicate=lambda v: v == 1, source="kubernetes")
         watch = RssWatch(agent.pid).start()
         r.limits_applied = wait_shaped(agent, args.pods, timeout_s=args.shape_timeout)
         r.shaped_s = time.monotonic() - t0
@@ -708,6 +726,8 @@ def run(args: argparse.Namespace) -> Results:
             raise RuntimeError(f"agent died during the run:\n{agent.log_tail()}")
         if "Traceback" in agent.log_text():
             raise RuntimeError(f"agent logged a traceback:\n{agent.log_tail()}")
+        if args.kubernetes:
+            r.api_requests = lab.api_request_counts()
         r.load_after = os.getloadavg()
         return r
     finally:
@@ -734,6 +754,10 @@ def main() -> int:
     parser.add_argument("--ne-scrapes", type=int, default=50)
     parser.add_argument("--shape-timeout", type=float, default=1800.0,
                         help="seconds the agent may take to apply and sample every limit")
+    parser.add_argument("--kubernetes", action="store_true",
+                        help="run the agent with its Kubernetes API source against the lab's API stand-in")
+    parser.add_argument("--bookmark-interval-s", type=float, default=ApiServerSettings().bookmark_interval_s,
+                        help="seconds between the API stand-in's watch bookmarks (a real apiserver: about 60)")
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the pass")
     parser.add_argument("--label", default="Latest run")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
