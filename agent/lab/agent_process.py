@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import signal
 import socket
 import subprocess
@@ -18,10 +17,10 @@ from typing import Collection, Sequence
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-import agent
 from agent.lab import kube_process
 from agent.lab.config import LabConfig
 from agent.lab.errors import LabError
+from agent.lab.server_process import child_env
 
 DEFAULT_PORT = 9637
 READY_TIMEOUT_S = 20.0
@@ -138,16 +137,13 @@ def start_agent(
         "--web.listen-address", address,
         *extra_args,
     ]
-    env = dict(os.environ)
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(agent.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
     with open(log_path, "ab") as log_file:
         # Its own session: a Ctrl-C meant for the caller must not stop the agent before the
         # caller's teardown does, in its order. But if the caller is killed outright, the
         # agent gets SIGTERM instead of running on unseen.
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd="/", preexec_fn=_die_with_parent,
+            start_new_session=True, close_fds=True, env=child_env(), cwd="/", preexec_fn=_die_with_parent,
         )
     started = AgentProcess(proc, f"http://{address}", log_path)
     try:

@@ -2,25 +2,21 @@
 
 `start` makes the credentials (once per lab), starts the server on the port it had before (a
 free one the first time), waits until it listens, and (re)writes `<state_dir>/kubeconfig`. The
-pid goes to a file in the state dir and is only trusted while /proc/<pid>/cmdline still names
-this lab's state file, as for the CRI server.
+process is an agent.lab.server_process.ServerProcess, as the CRI server's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-import agent
-from agent.lab import process
 from agent.lab.config import LabConfig
 from agent.lab.errors import LabError
 from agent.lab.kube_pki import ensure_pki, write_kubeconfig
 from agent.lab.kube_sync import read_synced
+from agent.lab.server_process import ServerProcess
 
 KUBE_SERVER_MODULE = "agent.lab.kube_server"
 START_TIMEOUT_S = 10.0
@@ -65,17 +61,17 @@ def wait_synced(config: LabConfig, timeout_s: float = SYNC_WAIT_S) -> bool:
     return False
 
 
+def _server(config: LabConfig) -> ServerProcess:
+    # The server writes its ready file (holding its port) once it listens.
+    return ServerProcess(
+        "Kubernetes API server", KUBE_SERVER_MODULE, config.state_file, config.kube_pid_file, config.kube_log_file,
+        _ready_file(config),
+    )
+
+
 def running_pid(config: LabConfig) -> int | None:
     """Pid of this lab's API server if it runs."""
-    try:
-        with open(config.kube_pid_file, encoding="ascii") as f:
-            pid = int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-    cmdline = process.pid_cmdline(pid)
-    if process.pid_alive(pid) and KUBE_SERVER_MODULE in cmdline and config.state_file in cmdline:
-        return pid
-    return None
+    return _server(config).running_pid()
 
 
 def port(config: LabConfig) -> int | None:
@@ -96,10 +92,7 @@ def start(config: LabConfig, settings: ApiServerSettings = ApiServerSettings()) 
     if running_pid(config) is not None:
         raise LabError(f"the Kubernetes API server of lab {config.name!r} is already running")
     pki = ensure_pki(config.kube_dir, f"podbw lab {config.name} CA")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_ready_file(config))
-    argv = [
-        sys.executable, "-m", KUBE_SERVER_MODULE,
+    args = [
         "--state", config.state_file,
         "--dir", config.kube_dir,
         "--node-name", config.node_name,
@@ -109,25 +102,7 @@ def start(config: LabConfig, settings: ApiServerSettings = ApiServerSettings()) 
         "--min-request-timeout-s", str(settings.min_request_timeout_s),
         "--log-level", settings.log_level,
     ]
-    env = dict(os.environ)
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(agent.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
-    with open(config.kube_log_file, "ab") as log_file:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env, cwd="/",
-        )
-    with open(config.kube_pid_file, "w", encoding="ascii") as f:
-        f.write(f"{proc.pid}\n")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not os.path.exists(_ready_file(config)):
-        if proc.poll() is not None:
-            _forget(config)
-            raise LabError(f"Kubernetes API server exited with {proc.returncode}: {_log_tail(config)}")
-        if time.monotonic() > deadline:
-            stop(config, proc)
-            raise LabError(f"Kubernetes API server did not listen in {START_TIMEOUT_S:g} s: {_log_tail(config)}")
-        time.sleep(0.02)
+    proc = _server(config).start(args, START_TIMEOUT_S)
     with open(_ready_file(config), encoding="ascii") as f:
         listening = int(f.read().strip())
     with open(_port_file(config), "w", encoding="ascii") as f:
@@ -138,28 +113,4 @@ def start(config: LabConfig, settings: ApiServerSettings = ApiServerSettings()) 
 
 def stop(config: LabConfig, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """Stop the server (ours or started by another process); True when one was running."""
-    pid = running_pid(config)
-    if proc is not None and proc.poll() is None:
-        pid = proc.pid
-    if pid is not None:
-        process.terminate(pid)
-    if proc is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1.0)  # reap it, or Popen warns that it still runs
-    _forget(config)
-    return pid is not None
-
-
-def _forget(config: LabConfig) -> None:
-    for path in (config.kube_pid_file, _ready_file(config)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
-def _log_tail(config: LabConfig, lines: int = 5) -> str:
-    try:
-        with open(config.kube_log_file, encoding="utf-8", errors="replace") as f:
-            tail = f.read().strip().splitlines()[-lines:]
-    except OSError:
-        return "(no log)"
-    return " | ".join(tail) or "(empty log)"
+    return _server(config).stop(proc)
