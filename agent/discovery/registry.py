@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from agent.model.pod import Pod
+from agent.model.snapshot_diff import snapshot_diff
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +102,12 @@ class PodRegistry:
         with self._changing:
             seen = self._clock() if seen_at_monotonic_s is None else seen_at_monotonic_s
             reported = {pod.sandbox_id: pod for pod in pods}
-            events = []
             with self._lock:
                 fresh = {sandbox_id: self._resolve(pod) for sandbox_id, pod in reported.items()}
                 self._reported = reported
-                for sandbox_id, pod in self._pods.items():
-                    if sandbox_id not in fresh:
-                        events.append(PodEvent(REMOVED, pod, seen))
-                for sandbox_id, pod in fresh.items():
-                    old = self._pods.get(sandbox_id)
-                    if old is None:
-                        events.append(PodEvent(ADDED, pod, seen))
-                    elif old != pod:
-                        events.append(PodEvent(UPDATED, pod, seen))
+                gone, came = snapshot_diff(self._pods, fresh)
+                events = [PodEvent(REMOVED, pod, seen) for pod in gone]
+                events += [PodEvent(ADDED if old is None else UPDATED, pod, seen) for old, pod in came]
                 self._pods = fresh
             self._notify(events)
 

@@ -24,6 +24,7 @@ from typing import Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 from agent.kube.errors import KubeError, KubeGone
 from agent.model.backoff import Backoff
+from agent.model.snapshot_diff import snapshot_diff
 
 log = logging.getLogger(__name__)
 
@@ -140,13 +141,9 @@ class Reflector(Generic[T]):
             return 0.0 if stop is not None and stop.is_set() else self._failed(err)
         seen = self._clock()
         fresh = {obj.key: obj for obj in listing.items}
-        deltas: list[Delta[T]] = [Delta(DELETED, old, None) for key, old in self._known.items() if key not in fresh]
-        for key, obj in fresh.items():
-            old = self._known.get(key)
-            if old is None:
-                deltas.append(Delta(ADDED, None, obj))
-            elif old != obj:
-                deltas.append(Delta(UPDATED, old, obj))
+        gone, came = snapshot_diff(self._known, fresh)
+        deltas: list[Delta[T]] = [Delta(DELETED, old, None) for old in gone]
+        deltas += [Delta(ADDED if old is None else UPDATED, old, obj) for old, obj in came]
         self._known = fresh
         self.resource_version = listing.resource_version
         self._health(True, "")
