@@ -249,10 +249,3 @@ def kube_client_factory(settings: DiscoverySettings) -> Callable[[], Any] | None
 
     return client
 
-
-def api_source(settings: DiscoverySettings, health: HealthRecorder) -> ApiSource | None:
-    """The Kubernetes API source when the settings turn it on."""
-    client = kube_client_factory(settings)
-    if client is None or not settings.node_name:
-        return None
-    return ApiSource(settings.node_name, health, client)

@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
 
 from agent import __version__
-from agent.discovery.api_source import api_source, kube_client_factory
+from agent.discovery.api_source import ApiSource, kube_client_factory
 from agent.discovery.discovery import Discovery
 from agent.discovery.overrides_file import OverridesFile
 from agent.discovery.registry import REMOVED, PodEvent, PodRegistry
@@ -49,19 +49,18 @@ class Agent:
             if settings.annotations_file
             else None
         )
-        self.api = api_source(settings.discovery, self.health)
+        # One way to the API for the pods, the namespaces and the Events, when the settings turn it on.
+        client_factory = kube_client_factory(settings.discovery)
+        node_name = settings.discovery.node_name or ""
+        self.api = ApiSource(node_name, self.health, client_factory) if client_factory else None
         resolver = AnnotationResolver(
             self.api.store if self.api else None, self.overrides.current if self.overrides else (lambda: {})
         )
         self.registry = PodRegistry(resolve=resolver.resolve)
         if self.api is not None:
             self.api.subscribe(lambda change: self.registry.reresolve(change.affects, change.seen_at_monotonic_s))
-        self.event_sink = self._event_sink()
-        self.events = (
-            EventRecorder(lambda: self.event_sink, settings.discovery.node_name or "", self.health)
-            if self.event_sink is not None
-            else None
-        )
+        self.event_sink = ApiEventSink(client_factory) if client_factory else None
+        self.events = EventRecorder(lambda: self.event_sink, node_name, self.health) if client_factory else None
         self.reconciler = Reconciler(
             settings.shaping, self.health, on_event=self.events.record if self.events else lambda event: None
         )
@@ -103,11 +102,6 @@ class Agent:
         self.scheduler = BackgroundScheduler(daemon=True)
         self._worker = threading.Thread(target=self._work_loop, name="podbw-reconcile", daemon=True)
         self._stopped = threading.Event()
-
-    def _event_sink(self) -> ApiEventSink | None:
-        """Pod Events go to the API the pods come from: only with the API source on."""
-        client_factory = kube_client_factory(self.settings.discovery)
-        return ApiEventSink(client_factory) if client_factory is not None else None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:

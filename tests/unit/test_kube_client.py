@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from agent.discovery.api_source import SOURCE_KUBERNETES, ApiChange, ApiSource, api_source
+from agent.discovery.api_source import SOURCE_KUBERNETES, ApiChange, ApiSource, kube_client_factory
 from agent.discovery.settings import DiscoverySettings
 from agent.kube.config import load_config
 from agent.kube.transport import make_client
@@ -214,8 +214,11 @@ def test_in_cluster_tls_and_a_rotated_token(
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
         health = Health()
-        source = api_source(DiscoverySettings(kubernetes="on", node_name="node-a", service_account_dir=str(sa)), health)
-        assert source is not None
+        client_factory = kube_client_factory(
+            DiscoverySettings(kubernetes="on", node_name="node-a", service_account_dir=str(sa))
+        )
+        assert client_factory is not None
+        source = ApiSource("node-a", health, client_factory)
         sources.append(source)
         source.start()
         assert source.wait_synced(WAIT_S)
@@ -243,6 +246,6 @@ def test_stop_ends_quiet_watches_at_once(fake_api: FakeApi, sources: list[ApiSou
     assert not [t for t in threading.enumerate() if t.name.startswith("podbw-kube-")]
 
 
-def test_off_or_without_a_node_name_there_is_no_source() -> None:
-    assert api_source(DiscoverySettings(kubernetes="off", node_name="node-a"), HealthRecorder()) is None
-    assert api_source(DiscoverySettings(kubernetes="on", node_name=None), HealthRecorder()) is None
+def test_off_or_without_a_node_name_there_is_no_api_client() -> None:
+    assert kube_client_factory(DiscoverySettings(kubernetes="off", node_name="node-a")) is None
+    assert kube_client_factory(DiscoverySettings(kubernetes="on", node_name=None)) is None
