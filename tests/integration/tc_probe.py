@@ -23,6 +23,12 @@ def root(device: str, netns_path: str | None = None) -> dict | None:
     return None
 
 
+def tbf_rate(device: str, netns_path: str | None = None) -> int | None:
+    """The rate (bytes/s) of the device's root TBF; None when its root is no TBF or absent."""
+    found = root(device, netns_path)
+    return found["options"]["rate"] if found and found["kind"] == "tbf" else None
+
+
 def tc(*args: str, netns_path: str | None = None) -> None:
     argv = ["tc", *args]
     if netns_path:

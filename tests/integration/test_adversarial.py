@@ -20,11 +20,6 @@ from tests.integration.helpers import wait_for
 pytestmark = pytest.mark.root
 
 
-def rate_of(device: str, netns_path: str | None = None) -> int | None:
-    root = tc_probe.root(device, netns_path)
-    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
-
-
 def ip_in(netns_path: str, *args: str) -> str:
     argv = ["nsenter", f"--net={netns_path}", "--", "ip", *args]
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=10).stdout
@@ -88,12 +83,12 @@ def test_a_pod_cannot_put_its_limit_on_another_pods_veth(lab_factory, agent_fact
         )
         # Several resyncs: the victim's veth must keep the victim's limit through all of them.
         for _ in range(4):
-            assert rate_of(victim.host_veth) == 50_000_000 // 8
+            assert tc_probe.tbf_rate(victim.host_veth) == 50_000_000 // 8
             time.sleep(0.5)
         # The attacker's limit lands on its own (real) host veth and its real interface.
-        assert rate_of(attacker.host_veth) == 1_000_000 // 8
-        assert rate_of("real0", attacker.netns_path) == 2_000_000 // 8
-        assert rate_of("eth0", attacker.netns_path) is None, "the forged eth0 is not the pod's veth to the host"
+        assert tc_probe.tbf_rate(attacker.host_veth) == 1_000_000 // 8
+        assert tc_probe.tbf_rate("real0", attacker.netns_path) == 2_000_000 // 8
+        assert tc_probe.tbf_rate("eth0", attacker.netns_path) is None, "the forged eth0 is not the pod's veth to the host"
         info = agent.scrape()
         hosts = {dict(labels).get("pod"): dict(labels).get("host_interface") for (name, labels) in info if name == "podbw_pod_info"}
         assert hosts == {"victim": victim.host_veth, "attacker": attacker.host_veth}
@@ -106,7 +101,7 @@ def test_an_agent_started_without_the_runtime_lifts_no_limit(lab_factory, agent_
     lab: LabNode = lab_factory()
     pod, other = lab.up([PodSpec("web", "shop", LIMITS), PodSpec("db", "shop", LIMITS)], pod_events=False)
     first = agent_factory(lab)
-    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8 and rate_of("eth0", other.netns_path), 10.0, what="limits")
+    wait_for(lambda: tc_probe.tbf_rate(pod.host_veth) == 10_000_000 // 8 and tc_probe.tbf_rate("eth0", other.netns_path), 10.0, what="limits")
     assert first.stop() == 0
     lab.stop_cri_server()
 
@@ -114,8 +109,8 @@ def test_an_agent_started_without_the_runtime_lifts_no_limit(lab_factory, agent_
     agent = agent_factory(lab, ["--resync-interval", "1"], wait_path="/healthz")
     time.sleep(3.0)
     for lab_pod in (pod, other):
-        assert rate_of(lab_pod.host_veth) == 10_000_000 // 8
-        assert rate_of("eth0", lab_pod.netns_path) == 20_000_000 // 8
+        assert tc_probe.tbf_rate(lab_pod.host_veth) == 10_000_000 // 8
+        assert tc_probe.tbf_rate("eth0", lab_pod.netns_path) == 20_000_000 // 8
     status, body = agent.get("/readyz")
     assert status == 503 and "cri" in body, body
     assert agent.sample("podbw_discovery_up", source="cri") == 0
@@ -130,16 +125,16 @@ def test_the_runtime_going_away_is_noticed_and_its_return_repairs_drift_at_once(
     lab: LabNode = lab_factory()
     (pod,) = lab.up([PodSpec("web", "shop", LIMITS)], pod_events=False)
     agent = agent_factory(lab, ["--resync-interval", "3600"])
-    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8, 10.0, what="limit")
+    wait_for(lambda: tc_probe.tbf_rate(pod.host_veth) == 10_000_000 // 8, 10.0, what="limit")
     lab.stop_cri_server()
     wait_for(lambda: agent.get("/readyz")[0] == 503, 10.0, what="not ready without the runtime")
     wait_for(lambda: agent.sample("podbw_discovery_up", source="cri") == 0, 3.0, what="discovery_up 0")
     tc_probe.tc("qdisc", "del", "dev", pod.host_veth, "root")  # drift while the runtime is away
     time.sleep(1.0)
-    assert rate_of(pod.host_veth) is None
+    assert tc_probe.tbf_rate(pod.host_veth) is None
     lab.start_cri_server()
     wait_for(lambda: agent.get("/readyz")[0] == 200, 10.0, what="ready once the runtime answers")
-    wait_for(lambda: rate_of(pod.host_veth) == 10_000_000 // 8, 3.0, what="the limit back without a resync")
+    wait_for(lambda: tc_probe.tbf_rate(pod.host_veth) == 10_000_000 // 8, 3.0, what="the limit back without a resync")
 
 
 @contextlib.contextmanager
@@ -179,7 +174,7 @@ def test_the_hosts_namespace_is_never_a_pod_whatever_the_runtime_says(lab_factor
 
         with runtime_says(lab, lie):
             agent = agent_factory(lab)
-            wait_for(lambda: rate_of(web.host_veth) == 10_000_000 // 8, 10.0, what="the real pod shaped")
+            wait_for(lambda: tc_probe.tbf_rate(web.host_veth) == 10_000_000 // 8, 10.0, what="the real pod shaped")
             wait_for(lambda: agent.sample("podbw_pods") is not None, 5.0, what="a scrape")
             scrape = agent.scrape()
             pods = {dict(labels)["pod"] for (name, labels) in scrape if name == "podbw_pod_info"}
@@ -224,7 +219,7 @@ def test_an_ifb_set_down_comes_back_up_within_one_resync(lab_factory, agent_fact
     web, peer = lab.up([PodSpec("web", "shop", LIMITS), PodSpec("peer", "shop")], pod_events=False)
     ifb = ifb_name(web.sandbox_id)
     agent = agent_factory(lab, ["--egress-mode", "ifb", "--resync-interval", "2"])
-    wait_for(lambda: rate_of(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the ifb")
+    wait_for(lambda: tc_probe.tbf_rate(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the ifb")
     assert pings(lab, web, peer)
 
     tc_probe.ip("link", "set", ifb, "down")
@@ -246,7 +241,7 @@ def test_a_half_made_ifb_is_adopted_and_an_unowned_one_reported(lab_factory, age
     tc_probe.ip("link", "add", stray, "type", "ifb")
     try:
         agent = agent_factory(lab, ["--egress-mode", "ifb"])
-        wait_for(lambda: rate_of(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the adopted ifb")
+        wait_for(lambda: tc_probe.tbf_rate(ifb) == 20_000_000 // 8, 10.0, what="egress limit on the adopted ifb")
         up, alias = link_state(ifb)
         assert up and alias.startswith("podbw cri=")
         wait_for(lambda: pings(lab, web, peer), 3.0, what="the pod's egress flowing")
@@ -274,7 +269,7 @@ def test_a_pod_with_thousands_of_interfaces_exports_only_the_capped_few(lab_fact
     assert len(per_pod["flood"]) == 4 and "eth0" in per_pod["flood"]
     assert per_pod["quiet"] == {"eth0"}
     assert agent.healthz()[0] == 200
-    assert rate_of(quiet.host_veth) == 10_000_000 // 8 and rate_of(flood.host_veth) == 10_000_000 // 8
+    assert tc_probe.tbf_rate(quiet.host_veth) == 10_000_000 // 8 and tc_probe.tbf_rate(flood.host_veth) == 10_000_000 // 8
 
 
 def test_a_second_agent_for_the_same_runtime_waits_and_writes_nothing(lab_factory, agent_factory) -> None:
@@ -283,12 +278,12 @@ def test_a_second_agent_for_the_same_runtime_waits_and_writes_nothing(lab_factor
     lab: LabNode = lab_factory()
     (web,) = lab.up([PodSpec("web", "shop", LIMITS)], pod_events=False)
     first = agent_factory(lab)  # egress mode pod
-    wait_for(lambda: rate_of("eth0", web.netns_path) == 20_000_000 // 8, 10.0, what="egress in the pod")
+    wait_for(lambda: tc_probe.tbf_rate("eth0", web.netns_path) == 20_000_000 // 8, 10.0, what="egress in the pod")
     second = agent_factory(lab, ["--egress-mode", "ifb", "--resync-interval", "1"], wait_path="/healthz")
     wait_for(lambda: second.sample("podbw_node_lock_held") == 0, 5.0, what="the second agent on standby")
     time.sleep(2.5)  # a few of its resyncs
     assert not tc_probe.link_exists(ifb_name(web.sandbox_id)), "the waiting agent made an ifb"
-    assert rate_of("eth0", web.netns_path) == 20_000_000 // 8
+    assert tc_probe.tbf_rate("eth0", web.netns_path) == 20_000_000 // 8
     status, body = second.get("/readyz")
     assert status == 503 and "standby" in body
     assert f"(pid {first.pid})" in second.log_text()
@@ -296,9 +291,9 @@ def test_a_second_agent_for_the_same_runtime_waits_and_writes_nothing(lab_factor
     assert second.sample("podbw_limit_rate_bytes_per_second", namespace="shop", pod="web", direction="ingress") == 1_250_000
 
     assert first.stop() == 0
-    wait_for(lambda: rate_of(ifb_name(web.sandbox_id)) == 20_000_000 // 8, 5.0, what="the second agent taking over")
+    wait_for(lambda: tc_probe.tbf_rate(ifb_name(web.sandbox_id)) == 20_000_000 // 8, 5.0, what="the second agent taking over")
     wait_for(lambda: second.get("/readyz")[0] == 200, 5.0, what="ready once it holds the lock")
-    assert rate_of("eth0", web.netns_path) is None, "mode ifb leaves nothing in the pod"
+    assert tc_probe.tbf_rate("eth0", web.netns_path) is None, "mode ifb leaves nothing in the pod"
 
 
 def test_two_invalid_values_alike_in_their_first_40_characters_are_both_reported(lab_factory, agent_factory, tmp_path) -> None:
@@ -328,9 +323,9 @@ def test_two_sandboxes_on_one_namespace_do_not_flip_its_limit(lab_factory, agent
 
     with runtime_says(lab, twin):
         agent = agent_factory(lab, ["--resync-interval", "1"])
-        wait_for(lambda: rate_of(web.host_veth) == 10_000_000 // 8, 10.0, what="web's limit")
+        wait_for(lambda: tc_probe.tbf_rate(web.host_veth) == 10_000_000 // 8, 10.0, what="web's limit")
         for _ in range(6):  # across several resyncs: never the twin's 30M
-            assert rate_of(web.host_veth) == 10_000_000 // 8
+            assert tc_probe.tbf_rate(web.host_veth) == 10_000_000 // 8
             time.sleep(0.5)
         pods = {dict(labels)["pod"] for (name, labels) in agent.scrape() if name == "podbw_pod_info"}
         assert pods == {"web"}

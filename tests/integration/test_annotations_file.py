@@ -57,8 +57,7 @@ def capped_agent(lab_factory):
 
 
 def ingress_rate(pod) -> int | None:
-    root = tc_probe.root(pod.host_veth)
-    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
+    return tc_probe.tbf_rate(pod.host_veth)
 
 
 def max_rss_bytes(pid: int, seconds: float) -> int:

@@ -40,11 +40,6 @@ def listing(kind: str, items: list[dict], rv: str) -> Answer:
                                    "items": items}).encode())
 
 
-def rate(device: str, netns: str | None = None) -> int | None:
-    root = tc_probe.root(device, netns)
-    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
-
-
 def test_watch_events_reach_the_kernel_and_an_api_outage_changes_nothing(
     lab_factory, agent_factory, tmp_path: Path
 ) -> None:
@@ -60,22 +55,22 @@ def test_watch_events_reach_the_kernel_and_an_api_outage_changes_nothing(
             lab, extra_args=["--kubeconfig", str(kubeconfig(tmp_path / "kc", api.url)), "--node-name", "lab-node"]
         )
         wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 1, WAIT_S, what="API up")
-        wait_for(lambda: rate(web.host_veth) == 10_000_000 // 8, WAIT_S, what="10M from the list")
+        wait_for(lambda: tc_probe.tbf_rate(web.host_veth) == 10_000_000 // 8, WAIT_S, what="10M from the list")
         wait_for(lambda: agent.sample("podbw_limit_source", namespace="shop", pod="web", direction="ingress",
                                       source="pod") == 1, WAIT_S, what="its source exported")
 
         pushed = time.monotonic()
         api.push("pods", {"type": "MODIFIED", "object": pod_object(web, {IN: "50M"}, "101")})
-        wait_for(lambda: rate(web.host_veth) == 50_000_000 // 8, WAIT_S, interval_s=0.005, what="50M")
+        wait_for(lambda: tc_probe.tbf_rate(web.host_veth) == 50_000_000 // 8, WAIT_S, interval_s=0.005, what="50M")
         changed_after_s = time.monotonic() - pushed
 
         api.push("pods", {"type": "MODIFIED", "object": pod_object(web, {}, "102")})
-        wait_for(lambda: rate(web.host_veth) is None, WAIT_S, what="the limit removed, CRI's 10M not back")
+        wait_for(lambda: tc_probe.tbf_rate(web.host_veth) is None, WAIT_S, what="the limit removed, CRI's 10M not back")
 
         api.push("namespaces", {"type": "MODIFIED", "object": {"kind": "Namespace", "apiVersion": "v1", "metadata": {
             "name": "shop", "uid": "ns-shop", "resourceVersion": "103",
             "annotations": {"podbw.io/default-egress-bandwidth": "7M"}}}})
-        wait_for(lambda: rate("eth0", web.netns_path) == 7_000_000 // 8, WAIT_S, what="the namespace default")
+        wait_for(lambda: tc_probe.tbf_rate("eth0", web.netns_path) == 7_000_000 // 8, WAIT_S, what="the namespace default")
         wait_for(lambda: agent.sample("podbw_limit_source", namespace="shop", pod="web", direction="egress",
                                       source="namespace") == 1, WAIT_S, what="its source exported")
     finally:
@@ -83,7 +78,7 @@ def test_watch_events_reach_the_kernel_and_an_api_outage_changes_nothing(
     wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 0, WAIT_S, what="API down")
     assert agent.get("/readyz")[0] == 200  # CRI alone is enough
     time.sleep(1.5)  # a sample pass or two with the API gone
-    assert rate("eth0", web.netns_path) == 7_000_000 // 8 and rate(web.host_veth) is None
+    assert tc_probe.tbf_rate("eth0", web.netns_path) == 7_000_000 // 8 and tc_probe.tbf_rate(web.host_veth) is None
     assert agent.sample("podbw_limit_rate_bytes_per_second", namespace="shop", pod="web", direction="egress") == 875_000
     log = agent.log_text()
     assert log.count("kubernetes: list") + log.count("kubernetes: watch") == 1, agent.log_tail()  # said once

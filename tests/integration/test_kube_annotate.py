@@ -42,13 +42,11 @@ def bytes_per_s(quantity_bits: int) -> int:
 
 
 def ingress_rate(pod: LabPod) -> int | None:
-    root = tc_probe.root(pod.host_veth)
-    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
+    return tc_probe.tbf_rate(pod.host_veth)
 
 
 def egress_rate(pod: LabPod) -> int | None:
-    root = tc_probe.root("eth0", pod.netns_path)
-    return root["options"]["rate"] if root and root["kind"] == "tbf" else None
+    return tc_probe.tbf_rate("eth0", pod.netns_path)
 
 
 def api_args(lab: LabNode) -> list[str]:
@@ -64,10 +62,18 @@ def pod_events(lab: LabNode, namespace: str, pod: str, reason: str) -> list[dict
     return [e for e in listed["items"] if e["regarding"]["name"] == pod and e["reason"] == reason]
 
 
-def described_events(k: Kubectl, namespace: str, pod: str) -> list[str]:
-    """The rows under Events: in `kubectl describe pod`, header and rule left out."""
+def assert_described(k: Kubectl, namespace: str, pod: str, pattern: str) -> None:
+    """`kubectl describe pod` lists an Event row matching the regex `pattern`."""
     described = k("-n", namespace, "describe", "pod", pod)
-    return described.split("\nEvents:\n", 1)[1].splitlines()[2:]
+    rows = described.split("\nEvents:\n", 1)[1].splitlines()[2:]  # header and rule left out
+    assert any(re.search(pattern, row) for row in rows), rows
+
+
+def agent_with_api(lab: LabNode, agent_factory) -> AgentProcess:
+    """The agent on the lab's CRI and API stand-ins, once its API source has listed."""
+    agent: AgentProcess = agent_factory(lab, extra_args=api_args(lab))
+    wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 1, WAIT_S, what="API up")
+    return agent
 
 
 def changed_within_budget(k: Kubectl, args: list[str], condition) -> float:
@@ -91,13 +97,11 @@ def test_kubectl_annotate_changes_the_kernel_live_and_describe_pod_tells_why(
 ) -> None:
     web, api, batch = lab.pods()
     k = Kubectl(lab, tmp_path / "kcache")
-    agent: AgentProcess = agent_factory(lab, extra_args=api_args(lab))
-    wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 1, WAIT_S, what="API up")
+    agent = agent_with_api(lab, agent_factory)
     wait_for(lambda: ingress_rate(web) == bytes_per_s(10_000_000), WAIT_S, what="web's 10M")
     wait_for(lambda: egress_rate(batch) == bytes_per_s(5_000_000), WAIT_S, what="batch's 5M")
     wait_for(lambda: pod_events(lab, "shop", "web", "BandwidthLimitApplied"), WAIT_S, what="the Applied Event")
-    assert any(re.search(r"Normal\s+BandwidthLimitApplied\s+.*podbw\.io/agent\s+ingress limited to 10 Mbit/s", row)
-               for row in described_events(k, "shop", "web")), described_events(k, "shop", "web")
+    assert_described(k, "shop", "web", r"Normal\s+BandwidthLimitApplied\s+.*podbw\.io/agent\s+ingress limited to 10 Mbit/s")
 
     took_s = [
         changed_within_budget(k, ["-n", "shop", "annotate", "pod", "web", f"{IN}=20M", "--overwrite"],
@@ -107,8 +111,7 @@ def test_kubectl_annotate_changes_the_kernel_live_and_describe_pod_tells_why(
     ]
     assert max(took_s) <= CHANGE_BUDGET_S, took_s
     wait_for(lambda: pod_events(lab, "shop", "web", "BandwidthLimitChanged"), WAIT_S, what="the Changed Event")
-    assert any(re.search(r"Normal\s+BandwidthLimitChanged\s+.*ingress limited to 30 Mbit/s .*\(was 20 Mbit/s", row)
-               for row in described_events(k, "shop", "web")), described_events(k, "shop", "web")
+    assert_described(k, "shop", "web", r"Normal\s+BandwidthLimitChanged\s+.*ingress limited to 30 Mbit/s .*\(was 20 Mbit/s")
 
     # Removing it through the API lifts the limit, although CRI still reports 10M from creation.
     took_s.append(changed_within_budget(k, ["-n", "shop", "annotate", "pod", "web", f"{IN}-"],
@@ -123,9 +126,7 @@ def test_kubectl_annotate_changes_the_kernel_live_and_describe_pod_tells_why(
     wait_for(lambda: agent.sample("podbw_shaping_state", namespace="shop", pod="api", direction="egress",
                                   state="invalid") == 1, WAIT_S, what="api invalid")
     wait_for(lambda: pod_events(lab, "shop", "api", "InvalidBandwidthAnnotation"), WAIT_S, what="the Warning")
-    rows = described_events(k, "shop", "api")
-    assert any(re.search(rf"Warning\s+InvalidBandwidthAnnotation\s+.*podbw\.io/agent\s+{re.escape(EG)}=\W?10Mbps", row)
-               for row in rows), rows
+    assert_described(k, "shop", "api", rf"Warning\s+InvalidBandwidthAnnotation\s+.*podbw\.io/agent\s+{re.escape(EG)}=\W?10Mbps")
     assert egress_rate(api) is None and egress_rate(batch) == bytes_per_s(5_000_000) and ingress_rate(web) is None
     assert kernel_writes(agent) == writes_before
     assert agent.sample("podbw_pod_events_total", result="ok") >= 4
@@ -144,8 +145,7 @@ def test_a_namespace_default_applies_and_a_pods_own_value_overrides_it(
 ) -> None:
     web, api, batch = lab.pods()
     k = Kubectl(lab, tmp_path / "kcache")
-    agent: AgentProcess = agent_factory(lab, extra_args=api_args(lab))
-    wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 1, WAIT_S, what="API up")
+    agent = agent_with_api(lab, agent_factory)
 
     k("annotate", "namespace", "shop", f"{NS_DEFAULT_EG}=7M")
     wait_for(lambda: egress_rate(api) == egress_rate(web) == bytes_per_s(7_000_000), WAIT_S, what="the default")
@@ -172,7 +172,11 @@ def test_an_api_outage_changes_nothing_and_one_relist_recovers(lab: LabNode, age
     k("-n", "shop", "annotate", "pod", "web", f"{IN}=20M", "--overwrite")  # differs from CRI's 10M
     agent: AgentProcess = agent_factory(lab, extra_args=api_args(lab))
     wait_for(lambda: ingress_rate(web) == bytes_per_s(20_000_000), WAIT_S, what="the API's 20M")
-    writes_before = kernel_writes(agent)
+    for namespace, pod, direction in (("shop", "web", "ingress"), ("jobs", "batch", "egress")):
+        # Published once its reconcile, writes and their counts included, is done.
+        wait_for(lambda: agent.sample("podbw_shaping_state", namespace=namespace, pod=pod, direction=direction,
+                                      state="applied") == 1, WAIT_S, what=f"{pod} applied")
+    writes_before = kernel_writes(agent)  # every limit in: nothing is left to write
 
     lab.stop_api_server()
     wait_for(lambda: agent.sample("podbw_discovery_up", source="kubernetes") == 0, WAIT_S, what="API down")
