@@ -59,7 +59,7 @@ from agent.lab.state import LabPod  # noqa: E402
 from agent.model.handles import TC_H_ROOT  # noqa: E402
 from agent.model.quantity import parse_rate_bits_per_s  # noqa: E402
 from agent.netlink.socket import NetlinkSocket  # noqa: E402
-from bench.collect import bench_lab_config, bench_lock, calibrate_us, log, percentile  # noqa: E402
+from bench.collect import bench_lab_config, bench_lock, calibrate_us, log, percentile, write_report  # noqa: E402
 from tests.integration.agent_process import AgentProcess  # noqa: E402
 
 KUBECTL = REPO_ROOT / ".tools" / "bin" / "kubectl"
@@ -360,21 +360,6 @@ def render(r: Results, label: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, label: str, section: str) -> None:
-    """Put section into path between markers named after label, replacing an earlier run's."""
-    begin, end = f"<!-- annotate_latency.py begin: {label} -->", f"<!-- annotate_latency.py end: {label} -->"
-    block = f"{begin}\n{section}\n{end}"
-    text = (path.read_text(encoding="utf-8") if path.exists()
-            else "# kubectl annotate -> limit in the kernel (bench/annotate_latency.py)\n")
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=100)
@@ -395,7 +380,7 @@ def main() -> int:
     section = render(results, args.label)
     print()
     print(section)
-    write_report(args.output, args.label, section)
+    write_report(args.output, args.label, section, "annotate_latency.py", "kubectl annotate -> limit in the kernel")
     if args.json is not None:
         args.json.write_text(json.dumps([dataclasses.asdict(c) for c in results.changes], indent=1))
     log(f"wrote {args.output}")

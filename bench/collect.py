@@ -647,12 +647,14 @@ def render(r: Results, label: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, label: str, section: str) -> None:
-    """Put section into path between markers named after label: a run replaces the section
-    of an earlier run with the same label and leaves everything else in the file alone."""
-    begin, end = f"<!-- collect.py begin: {label} -->", f"<!-- collect.py end: {label} -->"
+def write_report(
+    path: Path, label: str, section: str, script: str = "collect.py", title: str = "Collection cost"
+) -> None:
+    """Put section into path between markers named after script and label: a run replaces the
+    section of an earlier run with the same label and leaves everything else in the file alone."""
+    begin, end = f"<!-- {script} begin: {label} -->", f"<!-- {script} end: {label} -->"
     block = f"{begin}\n{section}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Collection cost (bench/collect.py)\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else f"# {title} (bench/{script})\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]
